@@ -1,0 +1,283 @@
+"""``Database``: the one object that owns the engine, the pool and the session factory.
+
+Build one per process (or per test), use it as an async context manager, and let it
+dispose the pool on the way out::
+
+    async with Database.from_url("postgresql+asyncpg://app@db/biotech_ma") as db:
+        async with db.session() as session:
+            ...                      # committed on clean exit, rolled back on error
+        print(await db.health(), db.pool_status())
+
+Nothing here runs at import time; the engine connects lazily on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, ExceptionContext
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import QueuePool
+
+from biotech_ma_db.errors import translate_error
+from biotech_ma_db.settings import DatabaseSettings
+
+__all__ = ["Database", "HealthReport", "PoolStatus"]
+
+logger = logging.getLogger("biotech_ma_db")
+slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
+
+_SLOW_QUERY_TEXT_LIMIT = 500
+_DISCONNECT_DRIVER_ERRORS = frozenset({"InternalClientError", "TimeoutError"})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The answer of :meth:`Database.health`.
+
+    Attributes:
+        ok: Whether a round trip to the server succeeded.
+        latency_ms: Round-trip time of the probe, in milliseconds.
+        server_version: ``server_version`` as reported by PostgreSQL (``None`` when down).
+        in_recovery: True on a hot standby (read replica).
+        error: Why the probe failed (typed error message, no secrets), else ``None``.
+    """
+
+    ok: bool
+    latency_ms: float
+    server_version: str | None
+    in_recovery: bool | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """A snapshot of the connection pool (see :meth:`Database.pool_status`)."""
+
+    size: int
+    checked_in: int
+    checked_out: int
+    overflow: int
+    max_overflow: int
+    timeout: float
+
+
+class Database:
+    """Engine, connection pool and session factory for one PostgreSQL database.
+
+    Args:
+        settings: Connection and pool settings; read from the environment when omitted.
+    """
+
+    def __init__(self, settings: DatabaseSettings | None = None) -> None:
+        self.settings = settings if settings is not None else DatabaseSettings()
+        self.engine: AsyncEngine = create_async_engine(
+            self.settings.url(), **engine_options(self.settings)
+        )
+        _install_engine_hooks(self.engine, self.settings)
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    @classmethod
+    def from_url(cls, url: str | URL, **overrides: Any) -> Self:
+        """A ``Database`` for an explicit URL; ``overrides`` are settings fields."""
+        return cls(DatabaseSettings.from_url(url, **overrides))
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ``AsyncSession`` that commits on clean exit and rolls back on error.
+
+        Errors leave as the library's typed errors (see :mod:`biotech_ma_db.errors`),
+        with the driver's exception as ``__cause__``.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException as exc:
+                await _rollback_quietly(session)
+                translated = translate_error(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+    async def health(self) -> HealthReport:
+        """Probe the server: one round trip, its latency, version and recovery state."""
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text("SELECT current_setting('server_version'), pg_is_in_recovery()")
+                    )
+                ).one()
+        except Exception as exc:  # noqa: BLE001 — a health probe reports, it does not raise
+            return HealthReport(
+                ok=False,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                server_version=None,
+                in_recovery=None,
+                error=str(translate_error(exc)) or type(exc).__name__,
+            )
+        return HealthReport(
+            ok=True,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            server_version=str(row[0]),
+            in_recovery=bool(row[1]),
+        )
+
+    def pool_status(self) -> PoolStatus:
+        """Pool size, connections checked in and out, overflow in use, and limits."""
+        pool = self.engine.pool
+        if isinstance(pool, QueuePool):
+            return PoolStatus(
+                size=pool.size(),
+                checked_in=pool.checkedin(),
+                checked_out=pool.checkedout(),
+                overflow=max(pool.overflow(), 0),
+                max_overflow=self.settings.max_overflow,
+                timeout=pool.timeout(),
+            )
+        return PoolStatus(0, 0, 0, 0, 0, self.settings.pool_timeout)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection. The object can be used again afterwards."""
+        await self.engine.dispose()
+
+    aclose = dispose
+
+
+def engine_options(settings: DatabaseSettings) -> dict[str, Any]:
+    """Keyword arguments for ``create_async_engine`` derived from the settings."""
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
+        "pool_pre_ping": settings.pool_pre_ping,
+        "pool_use_lifo": True,
+        "echo": settings.echo,
+        "hide_parameters": True,
+        "connect_args": connect_args(settings),
+    }
+
+
+def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """asyncpg ``connect()`` arguments: timeouts, server settings, TLS, pooler preset."""
+    args: dict[str, Any] = {
+        "timeout": settings.connect_timeout_s,
+        "command_timeout": settings.command_timeout_s,
+        "server_settings": server_settings(settings),
+    }
+    ssl_option = settings.ssl_context()
+    if ssl_option is not None:
+        args["ssl"] = ssl_option
+    if settings.pgbouncer:
+        # A transaction-mode pooler hands each transaction to any server connection, so a
+        # statement prepared on one is missing (or duplicated) on the next.
+        args["statement_cache_size"] = 0
+        args["prepared_statement_cache_size"] = 0
+        args["prepared_statement_name_func"] = _unique_statement_name
+    return args
+
+
+def server_settings(settings: DatabaseSettings) -> dict[str, str]:
+    """GUCs sent in the startup packet.
+
+    Behind pgbouncer only ``application_name`` is sent: the pooler rejects other startup
+    parameters, so timeouts belong in role defaults there (see the README).
+    """
+    values = {"application_name": settings.application_name}
+    if settings.pgbouncer:
+        return values
+    optional = {
+        "statement_timeout": settings.statement_timeout_ms,
+        "lock_timeout": settings.lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+        "client_connection_check_interval": settings.client_connection_check_interval_ms,
+    }
+    values.update({name: str(ms) for name, ms in optional.items() if ms is not None})
+    return values
+
+
+def _unique_statement_name() -> str:
+    return f"__bmadb_{uuid.uuid4().hex}__"
+
+
+def _install_engine_hooks(engine: AsyncEngine, settings: DatabaseSettings) -> None:
+    event.listen(engine.sync_engine, "handle_error", _mark_driver_disconnects)
+    if settings.slow_query_ms is not None:
+        threshold = settings.slow_query_ms / 1000
+        event.listen(engine.sync_engine, "before_cursor_execute", _start_timer)
+        event.listen(
+            engine.sync_engine,
+            "after_cursor_execute",
+            lambda conn, _cursor, statement, *_: _log_if_slow(conn, statement, threshold),
+        )
+
+
+def _mark_driver_disconnects(context: ExceptionContext) -> None:
+    """Treat a hung or confused connection as gone, so the pool replaces it.
+
+    asyncpg raises a builtin ``TimeoutError`` for ``command_timeout`` and
+    ``InternalClientError`` when its protocol state is broken; neither connection is safe
+    to hand to the next caller.
+    """
+    original = context.original_exception
+    names = {cls.__name__ for cls in type(original).__mro__}
+    if names & _DISCONNECT_DRIVER_ERRORS or "another operation is in progress" in str(original):
+        context.is_disconnect = True
+
+
+def _start_timer(conn: Connection, *_: object) -> None:
+    conn.info.setdefault("_bmadb_query_start", []).append(time.perf_counter())
+
+
+def _log_if_slow(conn: Connection, statement: str, threshold: float) -> None:
+    starts: list[float] = conn.info.get("_bmadb_query_start", [])
+    if not starts:
+        return
+    elapsed = time.perf_counter() - starts.pop()
+    if elapsed >= threshold:
+        # The statement text only: bound parameters may carry personal data or secrets.
+        slow_query_logger.warning(
+            "slow query: %.1f ms: %s",
+            elapsed * 1000,
+            " ".join(statement.split())[:_SLOW_QUERY_TEXT_LIMIT],
+        )
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    """Roll back without letting a failure here hide the error that got us here."""
+    try:
+        await session.rollback()
+    except Exception:
+        logger.warning("rollback after an error failed as well", exc_info=True)
