@@ -25,6 +25,13 @@ async def _count_notes(db: Database) -> int:
         return int((await session.execute(text("SELECT count(*) FROM notes"))).scalar_one())
 
 
+async def _backends(observer: Database, database_name: str) -> int:
+    """Server connections open on a database (a new transaction: stats are snapshotted)."""
+    async with observer.session() as session:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
+        return int((await session.execute(query, {"name": database_name})).scalar_one())
+
+
 class TestSession:
     """``Database.session()`` commits on clean exit and rolls back on error."""
 
@@ -120,18 +127,16 @@ class TestDispose:
     async def test_dispose_closes_server_connections(
         self, fresh_database: Database, database: Database
     ) -> None:
-        name = fresh_database.engine.url.database
+        name = str(fresh_database.engine.url.database)
         async with fresh_database.session() as session:
             await session.execute(text("SELECT 1"))
-        query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
-        async with database.session() as observer:
-            assert (await observer.execute(query, {"name": name})).scalar_one() == 1
-            await fresh_database.dispose()
-            for _ in range(50):
-                if (await observer.execute(query, {"name": name})).scalar_one() == 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert (await observer.execute(query, {"name": name})).scalar_one() == 0
+        assert await _backends(database, name) == 1
+        await fresh_database.dispose()
+        for _ in range(50):
+            if await _backends(database, name) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await _backends(database, name) == 0
         assert (await fresh_database.health()).ok
 
     async def test_context_manager_disposes(self, migrated_database_url: str) -> None:
