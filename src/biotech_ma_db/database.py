@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, ExceptionContext
@@ -34,6 +34,9 @@ from sqlalchemy.pool import QueuePool
 
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.settings import DatabaseSettings
+
+if TYPE_CHECKING:
+    from biotech_ma_db.unit_of_work import UnitOfWork
 
 __all__ = ["Database", "HealthReport", "PoolStatus"]
 
@@ -128,6 +131,37 @@ class Database:
                 if translated is exc:
                     raise
                 raise translated from exc
+
+    def unit_of_work(
+        self,
+        *,
+        read_only: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+        client_id: int | None = None,
+    ) -> UnitOfWork:
+        """A :class:`~biotech_ma_db.unit_of_work.UnitOfWork` on this database.
+
+        Use it as ``async with db.unit_of_work(actor=..., reason=...) as uow:`` and call
+        ``await uow.commit()``; leaving without a commit rolls back.
+
+        Args:
+            read_only: Start every transaction ``READ ONLY``.
+            actor: Who makes the changes (audit columns and ``audit_log``).
+            reason: Why (``change_reason`` and ``audit_log.reason``).
+            client_id: The API client the work is done for (row-level security).
+        """
+        # Imported here: the unit of work sits above this module in the layering
+        # (database -> models -> repositories -> unit of work).
+        from biotech_ma_db.unit_of_work import UnitOfWork  # noqa: PLC0415
+
+        return UnitOfWork(
+            self.sessionmaker,
+            read_only=read_only,
+            actor=actor,
+            reason=reason,
+            client_id=client_id,
+        )
 
     async def health(self) -> HealthReport:
         """Probe the server: one round trip, its latency, version and recovery state."""

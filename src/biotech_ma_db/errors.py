@@ -22,6 +22,7 @@ derive from the nearest builtin so callers can catch them generically::
     ├── DatabaseUnavailableError     (ConnectionError) 08xxx, 57P01-57P03, refused/reset sockets
     ├── CommitOutcomeUnknownError                     connection lost while COMMIT was in flight
     ├── PermissionDeniedError        (PermissionError) 42501, 25006 (read-only transaction)
+    ├── UnitOfWorkError              (RuntimeError)   a unit of work used outside its rules
     ├── MigrationError                                migrations could not run
     └── SchemaDriftError                              models and live schema disagree
 
@@ -63,6 +64,7 @@ __all__ = [
     "QueryTimeoutError",
     "SchemaDriftError",
     "SerializationFailureError",
+    "UnitOfWorkError",
     "ValidationError",
     "is_transient",
     "translate_error",
@@ -107,12 +109,16 @@ class ValidationError(InvalidInputError):
 
     Attributes:
         field: The field (column or argument) that holds the bad value.
+        problem: What is wrong with it.
+        row: Index of the offending row in a bulk call, else ``None``.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"invalid {field}: {problem}")
+    def __init__(self, field: str, problem: str, *, row: int | None = None) -> None:
+        where = f" in row {row}" if row is not None else ""
+        super().__init__(f"invalid {field}{where}: {problem}")
         self.field = field
         self.problem = problem
+        self.row = row
 
 
 class InvalidQueryError(InvalidInputError):
@@ -204,6 +210,14 @@ class CommitOutcomeUnknownError(DatabaseError):
 
 class PermissionDeniedError(DatabaseError, PermissionError):
     """The role may not do this (42501), or the transaction is read-only (25006)."""
+
+
+class UnitOfWorkError(DatabaseError, RuntimeError):
+    """A unit of work was used outside its rules.
+
+    Raised when it is used before ``async with`` or after it, entered twice, or touched
+    from a task other than the one that entered it (one session per task).
+    """
 
 
 class MigrationError(DatabaseError):

@@ -12,6 +12,8 @@ the last moment, whose ``repr`` masks them.  Validation errors are :class:`Setti
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ssl
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -22,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DatabaseSettings", "Environment", "SettingsError", "SslMode"]
+__all__ = ["DatabaseSettings", "Environment", "SettingsError", "SslMode", "parse_key_ring"]
 
 Environment = Literal["development", "staging", "production"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -45,7 +47,11 @@ class DatabaseSettings(BaseSettings):
 
     Environment variable names are given in each field's alias (``DB_POOL_SIZE`` for
     ``pool_size``).  The production rules (a password is required, a remote host needs
-    ``DB_SSL_MODE=verify-full``) are enforced when the settings are built.
+    ``DB_SSL_MODE=verify-full``, and any explicit ``sslmode`` other than ``verify-full`` is
+    refused) are enforced when the settings are built.  ``DB_API_KEY_PEPPER`` and
+    ``DB_WEBHOOK_ENCRYPTION_KEYS`` are checked when first used
+    (:class:`~biotech_ma_db.security.SecurityConfig`), so a service that never touches API
+    keys or webhook secrets does not need them.
     """
 
     model_config = SettingsConfigDict(
@@ -97,6 +103,14 @@ class DatabaseSettings(BaseSettings):
     )
     environment: Environment = _env("development", "ENVIRONMENT", "environment")
 
+    api_key_pepper: SecretStr | None = _env(None, "DB_API_KEY_PEPPER", "api_key_pepper")
+    webhook_encryption_keys: SecretStr | None = _env(
+        None, "DB_WEBHOOK_ENCRYPTION_KEYS", "webhook_encryption_keys"
+    )
+    webhook_encryption_key_version: int | None = _env(
+        None, "DB_WEBHOOK_ENCRYPTION_KEY_VERSION", "webhook_encryption_key_version"
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
@@ -106,6 +120,7 @@ class DatabaseSettings(BaseSettings):
                 f"{_variable_name(err['loc'])}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(f"invalid database settings: {problems}") from None
+        self._check_key_version()
         self._check_production_rules()
 
     @classmethod
@@ -114,11 +129,24 @@ class DatabaseSettings(BaseSettings):
         text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
         return cls(database_url=SecretStr(text), **overrides)
 
-    @field_validator("database_url", "migration_database_url", "read_replica_urls")
+    @field_validator(
+        "database_url",
+        "migration_database_url",
+        "read_replica_urls",
+        "api_key_pepper",
+        "webhook_encryption_keys",
+    )
     @classmethod
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
+        return value
+
+    @field_validator("webhook_encryption_keys")
+    @classmethod
+    def _key_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key_ring(value.get_secret_value())
         return value
 
     @field_validator("pool_size", "max_overflow", "pool_recycle")
@@ -173,12 +201,15 @@ class DatabaseSettings(BaseSettings):
             return mode  # type: ignore[return-value]  # narrowed by the membership test above
         return None
 
-    def ssl_context(self) -> ssl.SSLContext | bool | None:
+    def ssl_context(self) -> ssl.SSLContext | str | bool | None:
         """What asyncpg's ``ssl`` argument should be for the configured mode.
 
-        ``verify-full`` and ``verify-ca`` build a verifying context from the root
-        certificate; ``require`` encrypts without verifying; ``disable`` turns TLS off.
-        ``None`` leaves asyncpg's own default.
+        ``verify-full`` and ``verify-ca`` build a verifying context (TLS 1.2 or newer) from
+        ``DB_SSL_ROOT_CERT`` (else the system's CA store); with a context asyncpg
+        *requires* TLS, so a server without it is refused.  ``require`` encrypts without
+        verifying; ``allow``/``prefer`` are passed through by name (TLS optional, the
+        libpq meaning); ``disable`` turns TLS off.  ``None`` leaves asyncpg's own default
+        (``prefer`` over TCP).
         """
         mode = self.effective_ssl_mode()
         if mode is None:
@@ -189,7 +220,12 @@ class DatabaseSettings(BaseSettings):
             root = self.ssl_root_cert or self._url_root_cert()
             context = ssl.create_default_context(cafile=str(root) if root else None)
             context.check_hostname = mode == "verify-full"
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
             return context
+        if mode in {"allow", "prefer"}:
+            # libpq semantics (asyncpg implements them): TLS is optional and unverified,
+            # which is why production refuses these modes.
+            return mode  # type: ignore[return-value]  # asyncpg takes the mode name
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -205,6 +241,17 @@ class DatabaseSettings(BaseSettings):
         root = self._raw_url_query().get("sslrootcert")
         return Path(root) if root else None
 
+    def _check_key_version(self) -> None:
+        version = self.webhook_encryption_key_version
+        if version is None:
+            return
+        ring = self.webhook_encryption_keys
+        if ring is None or version not in parse_key_ring(ring.get_secret_value()):
+            raise SettingsError(
+                "DB_WEBHOOK_ENCRYPTION_KEY_VERSION: no key with that version in "
+                "DB_WEBHOOK_ENCRYPTION_KEYS"
+            )
+
     def _check_production_rules(self) -> None:
         if self.environment != "production":
             return
@@ -214,12 +261,47 @@ class DatabaseSettings(BaseSettings):
             raise SettingsError(f"{variable}: production requires a database password")
         host = url.host or ""
         remote = bool(host) and host not in _LOCAL_HOSTS and not host.startswith("/")
-        if remote and self.effective_ssl_mode() != "verify-full":
+        mode = self.effective_ssl_mode()
+        if mode is not None and mode != "verify-full":
+            raise SettingsError(
+                f"DB_SSL_MODE: production refuses sslmode={mode}; use verify-full "
+                "(or leave it unset for a local socket)"
+            )
+        if remote and mode != "verify-full":
             raise SettingsError(
                 "DB_SSL_MODE: production connections to a remote host require "
                 "sslmode=verify-full (got "
                 f"{self.effective_ssl_mode() or 'unset'})"
             )
+
+
+def parse_key_ring(text: str) -> dict[int, bytes]:
+    """Parse ``DB_WEBHOOK_ENCRYPTION_KEYS``: ``version:key`` pairs, comma-separated.
+
+    Each ``key`` is 32 bytes in URL-safe base64; versions are distinct integers >= 1.
+
+    Raises:
+        ValueError: A malformed pair (the message never quotes a key).
+    """
+    ring: dict[int, bytes] = {}
+    for number, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        version_text, sep, encoded = part.partition(":")
+        try:
+            version = int(version_text)
+            key = base64.urlsafe_b64decode(encoded.strip().encode("ascii"))
+        except (ValueError, binascii.Error, UnicodeError):
+            version, key = 0, b""
+        if not sep or version < 1 or len(key) != 32:
+            raise ValueError(
+                f"entry {number + 1} must be 'version:key' with version >= 1 and a 32-byte "
+                "URL-safe base64 key"
+            )
+        if version in ring:
+            raise ValueError(f"key version {version} is given twice")
+        ring[version] = key
+    if not ring:
+        raise ValueError("no 'version:key' entry")
+    return ring
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:

@@ -12,6 +12,10 @@ Registered through the ``pytest11`` entry point, so its fixtures are available w
 ``db_session`` (function)
     An ``AsyncSession`` inside a transaction that is rolled back after the test; the code
     under test may ``commit()`` (commits become savepoints).
+``uow`` (function)
+    An entered :class:`~biotech_ma_db.UnitOfWork` (``actor="pytest"``) over a session
+    joined to an outer transaction the same way: ``await uow.commit()`` works, and
+    everything is rolled back after the test.
 ``fresh_database`` (function)
     A ``Database`` on a brand-new clone of the template, dropped after the test: for
     tests that need real commits or several connections.
@@ -25,6 +29,7 @@ loop too, so pooled connections never meet a different loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -35,8 +40,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from biotech_ma_db.database import Database
 from biotech_ma_db.testing import databases
 from biotech_ma_db.testing.providers import PROVIDERS, choose_provider, provide_postgres
+from biotech_ma_db.unit_of_work import UnitOfWork
 
-_SESSION_LOOP_FIXTURES = frozenset({"database", "db_session", "fresh_database"})
+_SESSION_LOOP_FIXTURES = frozenset({"database", "db_session", "fresh_database", "uow"})
 _TEST_POOL = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
 
 
@@ -56,6 +62,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if not names & _SESSION_LOOP_FIXTURES:
             continue
+        if not inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            continue  # synchronous tests need no loop (pytest-asyncio rejects the mark)
         marker = item.get_closest_marker("asyncio")
         if marker is None or not (marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")):
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
@@ -122,6 +130,22 @@ async def fixture_db_session(database: Database) -> AsyncIterator[AsyncSession]:
         )
         try:
             yield session
+        finally:
+            await session.close()
+            await transaction.rollback()
+
+
+@pytest_asyncio.fixture(loop_scope="session", name="uow")
+async def fixture_uow(database: Database) -> AsyncIterator[UnitOfWork]:
+    """An entered unit of work whose work, committed or not, is rolled back after the test."""
+    async with database.engine.connect() as conn:
+        transaction = await conn.begin()
+        session = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            async with UnitOfWork.over_session(session, actor="pytest") as unit_of_work:
+                yield unit_of_work
         finally:
             await session.close()
             await transaction.rollback()

@@ -1,0 +1,330 @@
+"""``UnitOfWork``: every repository over one session and one transaction.
+
+::
+
+    async with db.unit_of_work(actor="ingest-bot", reason="nightly load") as uow:
+        company = await uow.companies.create(ticker="ABCD", name="ABC Therapeutics")
+        await uow.signals.create(company_id=company.id, signal_type="news", ...)
+        await uow.commit()          # explicit; leaving without it rolls back
+
+Rules (after cosmicpython's unit of work):
+
+- ``commit()`` is explicit.  Leaving the block without it, or with an exception, rolls
+  back.  A failure while cleaning up after an exception is logged and attached to that
+  exception as a note; it never replaces it.  Errors leave as the library's typed errors.
+- One task at a time: a unit of work is bound to the task that entered it, and use from
+  any other task while that one is alive raises
+  :class:`~biotech_ma_db.errors.UnitOfWorkError` (an ``AsyncSession`` must not be shared
+  between concurrent tasks).  Once the owning task has finished, the next task to use the
+  unit of work takes it over (this is how a pytest fixture hands one to a test).
+- ``actor``/``reason`` fill the audit columns and ``audit_log`` on every flush
+  (:mod:`biotech_ma_db.auditing`).
+- ``read_only=True`` starts every transaction with ``SET TRANSACTION READ ONLY``; a write
+  then fails with :class:`~biotech_ma_db.errors.PermissionDeniedError` (SQLSTATE 25006).
+- ``client_id`` is published to the database per transaction with
+  ``set_config('app.client_id', ..., true)`` (row-level security policies read it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Generic, Self, TypeVar, cast, overload
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
+
+from biotech_ma_db.auditing import AUDIT_INFO_KEY, AuditContext, install_audit_listeners
+from biotech_ma_db.errors import UnitOfWorkError, ValidationError, translate_error
+from biotech_ma_db.repositories import (
+    AcquirerMatchRepository,
+    AlertRepository,
+    AuditLogRepository,
+    ClientRepository,
+    CompanyRepository,
+    DrugCandidateRepository,
+    ReportRepository,
+    ScoreRepository,
+    SignalRepository,
+    WebhookRepository,
+    translating_errors,
+)
+
+__all__ = ["TRANSACTION_INFO_KEY", "TransactionSettings", "UnitOfWork"]
+
+logger = logging.getLogger("biotech_ma_db.unit_of_work")
+
+TRANSACTION_INFO_KEY: Final = "biotech_ma_db.transaction"
+"""Key of the :class:`TransactionSettings` in ``Session.info``."""
+
+RepositoryT = TypeVar("RepositoryT")
+_MAX_LABEL_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSettings:
+    """What every transaction of a unit of work's session starts with.
+
+    Attributes:
+        read_only: Run ``SET TRANSACTION READ ONLY``.
+        client_id: Publish ``app.client_id`` for row-level security.
+    """
+
+    read_only: bool = False
+    client_id: int | None = None
+
+
+class _RepositoryAttribute(Generic[RepositoryT]):
+    """``uow.companies`` and friends: built on first use, checked on every access."""
+
+    def __init__(self, factory: Callable[[UnitOfWork], RepositoryT]) -> None:
+        self._factory = factory
+        self._name = ""
+
+    def __set_name__(self, owner: type[UnitOfWork], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[UnitOfWork]) -> Self: ...
+
+    @overload
+    def __get__(self, instance: UnitOfWork, owner: type[UnitOfWork]) -> RepositoryT: ...
+
+    def __get__(self, instance: UnitOfWork | None, owner: type[UnitOfWork]) -> Self | RepositoryT:
+        if instance is None:
+            return self
+        instance.check_usable()
+        cache = instance._repositories
+        repository = cache.get(self._name)
+        if repository is None:
+            repository = self._factory(instance)
+            cache[self._name] = repository
+        return cast("RepositoryT", repository)
+
+
+class UnitOfWork:
+    """One session, one transaction, every repository.
+
+    Args:
+        sessionmaker: Where the session comes from (``Database.sessionmaker``).
+        read_only: Start every transaction ``READ ONLY``.
+        actor: Who makes the changes (audit columns and ``audit_log``).
+        reason: Why (``change_reason`` and ``audit_log.reason``).
+        client_id: The API client the work is done for (row-level security).
+        api_key_pepper: Secret of the API-key HMAC used by ``uow.clients``.
+    """
+
+    companies = _RepositoryAttribute(lambda uow: CompanyRepository(uow.session))
+    drug_candidates = _RepositoryAttribute(lambda uow: DrugCandidateRepository(uow.session))
+    signals = _RepositoryAttribute(lambda uow: SignalRepository(uow.session))
+    scores = _RepositoryAttribute(lambda uow: ScoreRepository(uow.session))
+    acquirer_matches = _RepositoryAttribute(lambda uow: AcquirerMatchRepository(uow.session))
+    reports = _RepositoryAttribute(lambda uow: ReportRepository(uow.session))
+    alerts = _RepositoryAttribute(lambda uow: AlertRepository(uow.session))
+    webhooks = _RepositoryAttribute(lambda uow: WebhookRepository(uow.session))
+    clients = _RepositoryAttribute(
+        lambda uow: ClientRepository(uow.session, pepper=uow.api_key_pepper)
+    )
+    audit_log = _RepositoryAttribute(lambda uow: AuditLogRepository(uow.session))
+
+    read_only: bool
+    actor: str | None
+    reason: str | None
+    client_id: int | None
+    api_key_pepper: bytes | str | None
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession] | None,
+        *,
+        read_only: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+        client_id: int | None = None,
+        api_key_pepper: bytes | str | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.read_only = read_only
+        self.actor = _label("actor", actor)
+        self.reason = _label("reason", reason)
+        if client_id is not None and (
+            isinstance(client_id, bool) or not isinstance(client_id, int)
+        ):
+            raise ValidationError("client_id", "expected an integer id")
+        self.client_id = client_id
+        self.api_key_pepper = api_key_pepper
+        self._external: AsyncSession | None = None
+        self._session: AsyncSession | None = None
+        self._owner: asyncio.Task[object] | None = None
+        self._repositories: dict[str, object] = {}
+
+    @classmethod
+    def over_session(
+        cls,
+        session: AsyncSession,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        client_id: int | None = None,
+        api_key_pepper: bytes | str | None = None,
+    ) -> Self:
+        """A unit of work over an existing session, which it neither creates nor closes.
+
+        ``commit()`` and ``rollback()`` act on that session (with a session joined to an
+        outer transaction in ``create_savepoint`` mode, as in the pytest ``uow``
+        fixture, they release or roll back a savepoint).
+        """
+        uow = cls(
+            None, actor=actor, reason=reason, client_id=client_id, api_key_pepper=api_key_pepper
+        )
+        uow._external = session
+        return uow
+
+    def __repr__(self) -> str:
+        state = "active" if self._session is not None else "idle"
+        return f"<UnitOfWork {state} actor={self.actor!r} read_only={self.read_only}>"
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session of the current ``async with`` block."""
+        self.check_usable()
+        assert self._session is not None
+        return self._session
+
+    def check_usable(self) -> None:
+        """Raise unless inside ``async with`` and on the owning task.
+
+        Raises:
+            UnitOfWorkError: Otherwise.
+        """
+        if self._session is None:
+            raise UnitOfWorkError("the unit of work is not active: use it inside `async with`")
+        current = asyncio.current_task()
+        if current is self._owner:
+            return
+        if self._owner is not None and not self._owner.done():
+            raise UnitOfWorkError(
+                "the unit of work belongs to another task; create one unit of work per task"
+            )
+        # The entering task has finished (e.g. a pytest fixture's setup task): hand over.
+        self._owner = current
+
+    async def __aenter__(self) -> Self:
+        if self._session is not None:
+            raise UnitOfWorkError("the unit of work is already active; create a new one")
+        install_audit_listeners()
+        _install_transaction_listener()
+        session = self._external
+        if session is None:
+            if self._sessionmaker is None:
+                raise UnitOfWorkError("the unit of work has no session factory")
+            session = self._sessionmaker()
+        session.info[AUDIT_INFO_KEY] = AuditContext(actor=self.actor, reason=self.reason)
+        session.info[TRANSACTION_INFO_KEY] = TransactionSettings(
+            read_only=self.read_only, client_id=self.client_id
+        )
+        self._session = session
+        self._owner = asyncio.current_task()
+        self._repositories = {}
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            await self._finish(session, exc)
+        finally:
+            self._session = None
+            self._owner = None
+            self._repositories = {}
+        if isinstance(exc, Exception):
+            translated = translate_error(exc)
+            if translated is not exc:
+                raise translated from exc
+
+    async def commit(self) -> None:
+        """Commit everything done so far; the unit of work stays usable afterwards."""
+        session = self.session
+        with translating_errors():
+            await session.commit()
+
+    async def rollback(self) -> None:
+        """Throw away everything not committed yet; the unit of work stays usable."""
+        session = self.session
+        with translating_errors():
+            await session.rollback()
+
+    async def _finish(self, session: AsyncSession, exc: BaseException | None) -> None:
+        """Roll back and release the session without ever hiding ``exc``."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if exc is not None or self._external is not None:
+            steps.append(("rollback", session.rollback))
+        if self._external is None:
+            # close() rolls back too, but leaves loaded objects readable (detached, not
+            # expired), so results of a committed unit of work can be used afterwards.
+            steps.append(("close", session.close))
+        first_error: Exception | None = None
+        for name, step in steps:
+            try:
+                await step()
+            except Exception as cleanup_error:
+                if exc is None:
+                    first_error = first_error or cleanup_error
+                    continue
+                logger.warning(
+                    "unit of work %s failed while handling %s",
+                    name,
+                    type(exc).__name__,
+                    exc_info=cleanup_error,
+                )
+                exc.add_note(f"unit of work {name} also failed: {cleanup_error!r}")
+        self._forget(session)
+        if first_error is not None:
+            translated = translate_error(first_error)
+            if translated is first_error:
+                raise first_error
+            raise translated from first_error
+
+    def _forget(self, session: AsyncSession) -> None:
+        session.info.pop(AUDIT_INFO_KEY, None)
+        session.info.pop(TRANSACTION_INFO_KEY, None)
+
+
+def _label(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_LABEL_LENGTH:
+        raise ValidationError(field, f"expected text of at most {_MAX_LABEL_LENGTH} characters")
+    return value
+
+
+def _install_transaction_listener() -> None:
+    if not event.contains(Session, "after_begin", _start_transaction):
+        event.listen(Session, "after_begin", _start_transaction)
+
+
+def _start_transaction(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    """Apply the unit of work's :class:`TransactionSettings` as each transaction begins."""
+    settings = session.info.get(TRANSACTION_INFO_KEY)
+    if not isinstance(settings, TransactionSettings) or transaction.nested:
+        return
+    if settings.read_only:
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    if settings.client_id is not None:
+        connection.execute(
+            text("SELECT set_config('app.client_id', :client_id, true)"),
+            {"client_id": str(settings.client_id)},
+        )
