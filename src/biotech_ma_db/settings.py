@@ -225,7 +225,7 @@ class DatabaseSettings(BaseSettings):
         if mode in {"allow", "prefer"}:
             # libpq semantics (asyncpg implements them): TLS is optional and unverified,
             # which is why production refuses these modes.
-            return mode  # type: ignore[return-value]  # asyncpg takes the mode name
+            return mode  # asyncpg takes the mode name
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
