@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
@@ -120,9 +121,13 @@ async def fixture_database(test_database_url: str) -> AsyncIterator[Database]:
         await db.dispose()
 
 
-@pytest_asyncio.fixture(loop_scope="session", name="db_session")
-async def fixture_db_session(database: Database) -> AsyncIterator[AsyncSession]:
-    """A session whose work, committed or not, is rolled back when the test ends."""
+@asynccontextmanager
+async def _rolled_back_session(database: Database) -> AsyncIterator[AsyncSession]:
+    """A session inside an outer transaction that is always rolled back.
+
+    ``join_transaction_mode="create_savepoint"`` turns the code under test's ``commit()``
+    and ``rollback()`` into savepoint operations, so the outer transaction survives them.
+    """
     async with database.engine.connect() as conn:
         transaction = await conn.begin()
         session = AsyncSession(
@@ -135,20 +140,21 @@ async def fixture_db_session(database: Database) -> AsyncIterator[AsyncSession]:
             await transaction.rollback()
 
 
+@pytest_asyncio.fixture(loop_scope="session", name="db_session")
+async def fixture_db_session(database: Database) -> AsyncIterator[AsyncSession]:
+    """A session whose work, committed or not, is rolled back when the test ends."""
+    async with _rolled_back_session(database) as session:
+        yield session
+
+
 @pytest_asyncio.fixture(loop_scope="session", name="uow")
 async def fixture_uow(database: Database) -> AsyncIterator[UnitOfWork]:
     """An entered unit of work whose work, committed or not, is rolled back after the test."""
-    async with database.engine.connect() as conn:
-        transaction = await conn.begin()
-        session = AsyncSession(
-            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
-        try:
-            async with UnitOfWork.over_session(session, actor="pytest") as unit_of_work:
-                yield unit_of_work
-        finally:
-            await session.close()
-            await transaction.rollback()
+    async with (
+        _rolled_back_session(database) as session,
+        UnitOfWork.over_session(session, actor="pytest") as unit_of_work,
+    ):
+        yield unit_of_work
 
 
 @pytest_asyncio.fixture(loop_scope="session", name="fresh_database")
