@@ -16,21 +16,41 @@ Follows Alembic's ``templates/async/env.py`` plus the cookbook's connection shar
   ``DatabaseSettings().migration_url()`` built from ``MIGRATION_DATABASE_URL``,
   ``DATABASE_URL`` or ``POSTGRES_*``.  The URL is never written into the ini
   configuration (ConfigParser would interpolate ``%`` in a password) nor logged.
+  ``config.attributes["connect_args"]`` go to ``asyncpg.connect``; with the URL from the
+  settings, their TLS options (``DB_SSL_MODE``, ``DB_SSL_ROOT_CERT``) apply as for the
+  application (``verify-full`` verifies the server's certificate and host name).
 
 The wait for the migration lock is ``config.attributes["lock_wait_seconds"]``, else
 ``DB_MIGRATION_LOCK_WAIT_SECONDS`` when the URL comes from the settings, else 60 s;
 ``config.attributes["lock_timeout_ms"]`` overrides the ``lock_timeout`` (3 s) applied
 while migrating.
+
+On a connection of its own (not the caller's), a run also:
+
+* refuses a connection pooler in front of the database (:func:`refuse_pooler`, and
+  ``DB_PGBOUNCER=true`` without ``MIGRATION_DATABASE_URL``): a transaction-mode pgbouncer
+  breaks the session-level migration lock and the AUTOCOMMIT steps migrations rely on;
+* re-runs the pending revisions, up to :data:`LOCK_TIMEOUT_ATTEMPTS` times with backoff,
+  when a statement gave up waiting for a lock (``lock_timeout``, SQLSTATE 55P03) behind
+  application traffic, then fails with a ``MigrationError``;
+* repairs indexes left INVALID by a failed ``CREATE INDEX CONCURRENTLY`` before running
+  (:func:`repair_invalid_indexes`), and fails if an invalid index remains afterwards, so a
+  half-built index never passes for a successful deploy.
 """
 
 import asyncio
+import logging
+import random
+import re
+import time
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, make_url
 
-from biotech_ma_db.errors import MigrationError
+from biotech_ma_db.errors import LockTimeoutError, MigrationError, translate_error
 from biotech_ma_db.migrations import (
     DEFAULT_LOCK_TIMEOUT_MS,
     DEFAULT_LOCK_WAIT_SECONDS,
@@ -46,6 +66,27 @@ if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+logger = logging.getLogger("biotech_ma_db.migrations")
+
+LOCK_TIMEOUT_ATTEMPTS = 3
+"""Runs of the pending revisions when statements keep hitting ``lock_timeout``."""
+
+_LOCK_RETRY_BASE_SECONDS = 0.5
+# Leftovers of a failed REINDEX CONCURRENTLY: the half-built copy and the old index.
+_REINDEX_LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
+_INVALID_INDEXES_SQL = text(
+    """
+    SELECT format('%I.%I', ns.nspname, cls.relname) AS qualified, cls.relname AS name
+    FROM pg_index AS ix
+    JOIN pg_class AS cls ON cls.oid = ix.indexrelid
+    JOIN pg_namespace AS ns ON ns.oid = cls.relnamespace
+    WHERE NOT ix.indisvalid AND ns.nspname = current_schema()
+      AND NOT EXISTS (  -- a concurrent build still in progress is not a leftover
+        SELECT 1 FROM pg_stat_progress_create_index AS p WHERE p.index_relid = ix.indexrelid
+      )
+    ORDER BY 1
+    """
+)
 
 
 def _url_and_lock_wait() -> tuple[URL, float]:
@@ -77,20 +118,152 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _refuse_pgbouncer_setting() -> None:
+    settings = DatabaseSettings()
+    if settings.pgbouncer and settings.migration_database_url is None:
+        raise MigrationError(
+            "DB_PGBOUNCER=true: DATABASE_URL goes through a transaction-mode pooler, and "
+            "migrations need a direct connection to PostgreSQL; set MIGRATION_DATABASE_URL"
+        )
+
+
+def refuse_pooler(connection: Connection) -> None:
+    """Raise ``MigrationError`` when ``connection`` goes through a connection pooler.
+
+    At connect time PostgreSQL announces the process id of the backend serving the
+    session (BackendKeyData, kept by asyncpg as ``get_server_pid()``).  A pooler such as
+    pgbouncer answers the startup itself with a process id of its own invention and then
+    relays queries to whichever server connection is free, so ``pg_backend_pid()`` differs
+    from the announced one; over a direct connection (or a plain TCP proxy) they agree.
+    Unlike probing whether session state survives from one transaction to the next (an
+    idle pooler usually hands back the same server connection), this is deterministic.
+    """
+    driver = connection.connection.driver_connection
+    get_server_pid = getattr(driver, "get_server_pid", None)
+    if get_server_pid is None:
+        return
+    announced = get_server_pid()
+    began = not connection.in_transaction()
+    actual = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    if began:
+        connection.rollback()
+    if announced != actual:
+        raise MigrationError(
+            "migrations must run over a direct connection to PostgreSQL, but this one goes "
+            f"through a connection pooler (the server process announced at connect, "
+            f"{announced}, is not the one answering, {actual}; pgbouncer?). A "
+            "transaction-mode pooler breaks the migration lock and AUTOCOMMIT steps: point "
+            "MIGRATION_DATABASE_URL (or the URL given to upgrade) at the database itself"
+        )
+
+
+def _invalid_indexes(connection: Connection) -> list[tuple[str, str]]:
+    rows = connection.execute(_INVALID_INDEXES_SQL).all()
+    connection.rollback()
+    return [(str(row.qualified), str(row.name)) for row in rows]
+
+
+def repair_invalid_indexes(connection: Connection) -> None:
+    """Rebuild indexes a failed ``CREATE INDEX CONCURRENTLY`` left INVALID.
+
+    ``REINDEX INDEX CONCURRENTLY`` rebuilds one in place from its own definition (only the
+    ``INDEX`` form can do that for an invalid index), so a revision re-run with
+    ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` then finds it valid, and an index whose
+    revision was already recorded is repaired rather than lost.  The ``_ccnew``/``_ccold``
+    leftovers of a failed ``REINDEX CONCURRENTLY`` are dropped, as the documentation says.
+    """
+    broken = _invalid_indexes(connection)
+    if not broken:
+        return
+    level = connection.get_isolation_level()
+    autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with autocommit.begin():
+            for qualified, name in broken:
+                if _REINDEX_LEFTOVER.search(name):
+                    statement = f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}"
+                else:
+                    statement = f"REINDEX INDEX CONCURRENTLY {qualified}"
+                logger.warning(
+                    "index %s is INVALID (a failed concurrent build): %s", name, statement
+                )
+                autocommit.exec_driver_sql(statement)
+    finally:
+        connection.execution_options(isolation_level=level)
+
+
+def _run_pending(connection: Connection, lock_timeout_ms: int) -> None:
+    """Run the pending revisions; re-run them when one gave up waiting for a lock."""
+    for attempt in range(1, LOCK_TIMEOUT_ATTEMPTS + 1):
+        try:
+            repair_invalid_indexes(connection)
+            with context.begin_transaction():
+                context.run_migrations()
+            break
+        except Exception as exc:
+            if not isinstance(translate_error(exc), LockTimeoutError):
+                raise
+            if connection.in_transaction():
+                connection.rollback()
+            if attempt == LOCK_TIMEOUT_ATTEMPTS:
+                raise MigrationError(
+                    f"gave up after {attempt} attempts: a migration statement waited longer "
+                    f"than lock_timeout ({lock_timeout_ms} ms) for a lock held by application "
+                    "traffic [SQLSTATE 55P03]; nothing half-done was recorded. Retry when the "
+                    "tables are quieter"
+                ) from exc
+            # Jitter only spreads deployers apart; no cryptographic quality needed.
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311
+            delay = _LOCK_RETRY_BASE_SECONDS * 2 ** (attempt - 1) * jitter
+            logger.warning(
+                "a migration statement hit lock_timeout (%d ms) [SQLSTATE 55P03]; attempt %d "
+                "of %d, retrying in %.1f s",
+                lock_timeout_ms,
+                attempt,
+                LOCK_TIMEOUT_ATTEMPTS,
+                delay,
+            )
+            time.sleep(delay)
+    leftovers = _invalid_indexes(connection)
+    if leftovers:
+        raise MigrationError(
+            "INVALID index(es) after migrating: "
+            + ", ".join(name for _, name in leftovers)
+            + " (a concurrent build failed); the next run rebuilds them"
+        )
+
+
 def do_run_migrations(connection: Connection, lock_wait_seconds: float) -> None:
     """Run the migrations on ``connection`` while holding the migration lock."""
     lock_timeout_ms = int(config.attributes.get("lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS))
+    external = connection.in_transaction()
+    if not external:
+        refuse_pooler(connection)
     with migration_lock(
         connection, wait_seconds=lock_wait_seconds, lock_timeout_ms=lock_timeout_ms
     ):
         _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        if external:
+            # The caller's transaction: nothing can be retried or rebuilt outside it.
+            with context.begin_transaction():
+                context.run_migrations()
+            return
+        _run_pending(connection, lock_timeout_ms)
+
+
+def _connect_args() -> dict[str, Any]:
+    given = config.attributes.get("connect_args")
+    if given is not None:
+        return dict(given)
+    if config.attributes.get("url") is not None:
+        return {}
+    ssl = DatabaseSettings().ssl_context()
+    return {} if ssl is None else {"ssl": ssl}
 
 
 async def run_async_migrations(url: URL, lock_wait_seconds: float) -> None:
     """Open one connection (``NullPool``) and run the migrations on it."""
-    engine = migration_engine(url)
+    engine = migration_engine(url, _connect_args())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations, lock_wait_seconds)
@@ -110,6 +283,8 @@ def run_migrations_online() -> None:
         wait = config.attributes.get("lock_wait_seconds", DEFAULT_LOCK_WAIT_SECONDS)
         do_run_migrations(shared, float(wait))
         return
+    if config.attributes.get("url") is None:
+        _refuse_pgbouncer_setting()
     url, wait = _url_and_lock_wait()
     asyncio.run(run_async_migrations(url, wait))
 

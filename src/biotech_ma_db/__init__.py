@@ -40,6 +40,7 @@ from biotech_ma_db.errors import (
 from biotech_ma_db.models import (
     AcquirerMatch,
     Alert,
+    ApiKey,
     AuditAction,
     AuditLogEntry,
     Base,
@@ -61,6 +62,7 @@ from biotech_ma_db.models import (
 from biotech_ma_db.repositories import (
     AcquirerMatchRepository,
     AlertRepository,
+    ApiKeyRepository,
     AuditLogRepository,
     ClientRepository,
     CompanyRepository,
@@ -74,8 +76,22 @@ from biotech_ma_db.repositories import (
     SignalRepository,
     WebhookRepository,
 )
+from biotech_ma_db.roles import RoleProvisioningError, provision_roles
+from biotech_ma_db.security import (
+    SecretCipher,
+    SecretDecryptionError,
+    SecurityConfig,
+    generate_encryption_key,
+)
 from biotech_ma_db.settings import DatabaseSettings, SettingsError
 from biotech_ma_db.unit_of_work import UnitOfWork
+from biotech_ma_db.webhook_signing import (
+    WebhookVerificationError,
+    generate_webhook_secret,
+    sign_payload,
+    signature_headers,
+    verify_signature,
+)
 
 __version__ = "0.1.0"
 
@@ -84,6 +100,8 @@ __all__ = [
     "AcquirerMatchRepository",
     "Alert",
     "AlertRepository",
+    "ApiKey",
+    "ApiKeyRepository",
     "AuditAction",
     "AuditLogEntry",
     "AuditLogRepository",
@@ -127,8 +145,12 @@ __all__ = [
     "ReportRepository",
     "ReportStatus",
     "Repository",
+    "RoleProvisioningError",
     "SchemaDriftError",
     "ScoreRepository",
+    "SecretCipher",
+    "SecretDecryptionError",
+    "SecurityConfig",
     "SerializationFailureError",
     "SettingsError",
     "Severity",
@@ -142,8 +164,15 @@ __all__ = [
     "Webhook",
     "WebhookDelivery",
     "WebhookRepository",
+    "WebhookVerificationError",
     "close_db",
+    "generate_encryption_key",
+    "generate_webhook_secret",
     "get_db_session",
     "health_check",
     "init_db",
+    "provision_roles",
+    "sign_payload",
+    "signature_headers",
+    "verify_signature",
 ]

@@ -50,7 +50,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from biotech_ma_db import embedded, migrations, sampledata
+from biotech_ma_db import embedded, migrations, roles, sampledata
 from biotech_ma_db.database import Database, HealthReport, PoolStatus
 from biotech_ma_db.errors import DatabaseError, DatabaseUnavailableError, translate_error
 from biotech_ma_db.models import AcquirerMatch, Base, Company, DrugCandidate, MAScore, Signal
@@ -1094,11 +1094,16 @@ def check_schema(url: UrlOption = None, data_dir: DataDirOption = None) -> None:
 
 async def _migrate(url: str | None, data_dir: Path | None, action: str, revision: str) -> str:
     target = await _resolve(url, data_dir)
+    # An explicit URL gets the TLS options of the settings (DB_SSL_MODE, DB_SSL_ROOT_CERT).
+    ssl_option = DatabaseSettings().ssl_context() if target.server is None else None
+    tls = {"ssl": ssl_option} if ssl_option is not None else None
     if action == "upgrade":
-        await asyncio.to_thread(migrations.upgrade, target.url, revision)
+        await asyncio.to_thread(lambda: migrations.upgrade(target.url, revision, connect_args=tls))
     elif action == "downgrade":
-        await asyncio.to_thread(migrations.downgrade, target.url, revision)
-    current = await asyncio.to_thread(migrations.current, target.url)
+        await asyncio.to_thread(
+            lambda: migrations.downgrade(target.url, revision, connect_args=tls)
+        )
+    current = await asyncio.to_thread(lambda: migrations.current(target.url, connect_args=tls))
     return current or "base (no schema)"
 
 
@@ -1143,6 +1148,115 @@ def migrate_history() -> None:
     for revision, description in revisions:
         table.add_row(revision + (" (head)" if revision in head else ""), description)
     _console().print(table)
+
+
+# --- roles -----------------------------------------------------------------------------
+
+_PASSWORD_ENV = {role: f"{role.upper()}_PASSWORD" for role in roles.LOGIN_ROLES}
+
+
+async def _provision(
+    admin_url: str | None,
+    data_dir: Path | None,
+    database: str | None,
+    schema: str,
+    adopt_existing: bool,
+    passwords: dict[str, str],
+) -> tuple[roles.ProvisionReport, str]:
+    explicit = _configured_url(admin_url) if admin_url and admin_url.strip() else None
+    if explicit is not None:
+        target = _Target(explicit)
+    else:  # never DATABASE_URL: that is the application's role, not an admin
+        server = await asyncio.to_thread(embedded.start, data_dir)
+        await _ensure_database(server, DATABASE_NAME)
+        target = _Target(server.url(DATABASE_NAME), server)
+    name = database or make_url(target.url).database or DATABASE_NAME
+    ssl_option = DatabaseSettings().ssl_context() if target.server is None else None
+    report = await asyncio.to_thread(
+        roles.provision_roles,
+        target.url,
+        database=name,
+        schema=schema,
+        passwords=passwords,
+        adopt_existing=adopt_existing,
+        ssl_context=ssl_option,
+    )
+    return report, target.label
+
+
+@app.command("provision-roles")
+def provision_roles(
+    admin_url: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-url",
+            envvar="BIOTECH_MA_DB_ADMIN_URL",
+            help="URL of a superuser (or CREATEROLE owner of the database). "
+            "Default: the embedded server.",
+            show_default=False,
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Database to grant on.", show_default="the admin URL's database"),
+    ] = None,
+    schema: Annotated[str, typer.Option(help="Schema the migrations create objects in.")] = (
+        "public"
+    ),
+    adopt_existing: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-existing",
+            help="Give app_owner the objects an earlier migration created as another role.",
+        ),
+    ] = False,
+    prompt_passwords: Annotated[
+        bool,
+        typer.Option(
+            "--prompt-passwords", help="Ask for each login role's password (input hidden)."
+        ),
+    ] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create or repair the roles app_owner, app_migrator, app_rw, app_ro, app_worker.
+
+    Idempotent: safe to run on every deploy and on every database of a cluster.  Passwords
+    are read from APP_MIGRATOR_PASSWORD, APP_RW_PASSWORD, APP_RO_PASSWORD and
+    APP_WORKER_PASSWORD (or prompted for with --prompt-passwords; never from the command
+    line) and sent to the server as SCRAM verifiers; roles without one keep theirs.
+    """
+    passwords = {
+        role: os.environ[variable]
+        for role, variable in _PASSWORD_ENV.items()
+        if os.environ.get(variable)
+    }
+    if prompt_passwords:
+        for role in roles.LOGIN_ROLES:
+            if role not in passwords:
+                entered = typer.prompt(
+                    f"password for {role} (empty: leave unchanged)",
+                    default="",
+                    hide_input=True,
+                    show_default=False,
+                )
+                if entered:
+                    passwords[role] = entered
+    report, label = _run(
+        lambda: _provision(admin_url, data_dir, database, schema, adopt_existing, passwords)
+    )
+    typer.echo(f"roles on {label}:")
+    typer.echo(f"  created: {', '.join(report.created) or 'none'}")
+    typer.echo(f"  already there (attributes re-applied): {', '.join(report.existing) or 'none'}")
+    typer.echo(f"  passwords set: {', '.join(report.passwords_set) or 'none'}")
+    adopted = f", {report.adopted} object(s) adopted" if report.adopted else ""
+    typer.echo(
+        f"database {report.database}, schema {report.schema}: grants and default privileges "
+        f"applied{adopted}"
+    )
+    typer.echo(
+        "next: migrate as app_migrator (MIGRATION_DATABASE_URL), run the application as "
+        "app_rw / app_ro and the delivery worker as app_worker"
+    )
 
 
 # --- embedded --------------------------------------------------------------------------

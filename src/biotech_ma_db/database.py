@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, ExceptionContext
@@ -31,19 +31,39 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util.concurrency import await_
 
-from biotech_ma_db.errors import translate_error
+from biotech_ma_db.errors import DatabaseError, translate_error
+from biotech_ma_db.security import SecurityConfig
 from biotech_ma_db.settings import DatabaseSettings
 
 if TYPE_CHECKING:
-    from biotech_ma_db.unit_of_work import UnitOfWork
+    from biotech_ma_db.unit_of_work import IsolationLevel, RetryEvent, UnitOfWork
 
-__all__ = ["Database", "HealthReport", "PoolStatus"]
+ResultT = TypeVar("ResultT")
+
+__all__ = [
+    "AUTOCOMMIT_READS_OPTION",
+    "PLAIN_SESSION_KEY",
+    "SLOW_QUERY_OPTION",
+    "Database",
+    "HealthReport",
+    "PoolStatus",
+]
 
 logger = logging.getLogger("biotech_ma_db")
 slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
 
 _SLOW_QUERY_TEXT_LIMIT = 500
+
+AUTOCOMMIT_READS_OPTION: Final = "biotech_ma_db.autocommit_reads"
+"""Engine execution option: a fast read may run as one statement before ``BEGIN``."""
+
+SLOW_QUERY_OPTION: Final = "biotech_ma_db.slow_query_s"
+"""Engine execution option: fast reads slower than this many seconds are logged."""
+
+PLAIN_SESSION_KEY: Final = "biotech_ma_db.plain_session"
+"""``Session.info`` key set by :meth:`Database.session` (no per-transaction settings)."""
 _DISCONNECT_DRIVER_ERRORS = frozenset({"InternalClientError", "TimeoutError"})
 
 
@@ -91,6 +111,8 @@ class Database:
             self.settings.url(), **engine_options(self.settings)
         )
         _install_engine_hooks(self.engine, self.settings)
+        #: API-key pepper, webhook-secret keys and the https rule, from the settings.
+        self.security = SecurityConfig.from_settings(self.settings)
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -121,16 +143,32 @@ class Database:
         Errors leave as the library's typed errors (see :mod:`biotech_ma_db.errors`),
         with the driver's exception as ``__cause__``.
         """
-        async with self.sessionmaker() as session:
-            try:
-                yield session
+        session = self.sessionmaker()
+        sync = session.sync_session
+        # Plain session (no per-transaction settings): its first fast read may borrow a
+        # pooled connection instead of starting a transaction (repositories/_fast.py).
+        sync.info[PLAIN_SESSION_KEY] = True
+        try:
+            yield session
+            # A session that never began a transaction and holds no changes has nothing
+            # to commit; skipping the empty commit saves its bookkeeping.
+            if sync.in_transaction() or not sync._is_clean():
                 await session.commit()
-            except BaseException as exc:
-                await _rollback_quietly(session)
-                translated = translate_error(exc)
-                if translated is exc:
-                    raise
-                raise translated from exc
+        except BaseException as exc:
+            await _rollback_quietly(session)
+            translated = translate_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            if sync.get_transaction() is None:
+                # No transaction, so no connection to give back: closing only forgets
+                # the objects, no I/O, and needs no task of its own.
+                sync.close()
+            else:
+                # Holding a connection (e.g. cancelled mid-commit): SQLAlchemy's own
+                # exit, which finishes the close even if this task is cancelled.
+                await session.__aexit__(None, None, None)
 
     def unit_of_work(
         self,
@@ -139,6 +177,7 @@ class Database:
         actor: str | None = None,
         reason: str | None = None,
         client_id: int | None = None,
+        isolation_level: IsolationLevel | None = None,
     ) -> UnitOfWork:
         """A :class:`~biotech_ma_db.unit_of_work.UnitOfWork` on this database.
 
@@ -149,7 +188,11 @@ class Database:
             read_only: Start every transaction ``READ ONLY``.
             actor: Who makes the changes (audit columns and ``audit_log``).
             reason: Why (``change_reason`` and ``audit_log.reason``).
-            client_id: The API client the work is done for (row-level security).
+            client_id: The API client the work is done for (row-level security); behind
+                pgbouncer (``DB_PGBOUNCER``) a unit of work without one also resets
+                ``app.client_id`` in each transaction.
+            isolation_level: ``"REPEATABLE READ"`` or ``"SERIALIZABLE"`` for every
+                transaction (the server's default, READ COMMITTED, when omitted).
         """
         # Imported here: the unit of work sits above this module in the layering
         # (database -> models -> repositories -> unit of work).
@@ -161,6 +204,63 @@ class Database:
             actor=actor,
             reason=reason,
             client_id=client_id,
+            security=self.security,
+            reset_client_scope=self.settings.pgbouncer,
+            isolation_level=isolation_level,
+        )
+
+    async def run_in_transaction(
+        self,
+        fn: Callable[[UnitOfWork], Awaitable[ResultT]],
+        *,
+        attempts: int = 4,
+        deadline: float | None = 30.0,
+        idempotent: bool = False,
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+        client_id: int | None = None,
+        retry_on: tuple[type[BaseException], ...] = (),
+        base_delay: float = 0.05,
+        max_delay: float = 2.0,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+    ) -> ResultT:
+        """Run ``fn(uow)`` in a new unit of work, commit, and re-run it on transient errors.
+
+        ::
+
+            async def rename(uow: UnitOfWork) -> None:
+                await uow.companies.update(company_id, name="New Name")
+
+            await db.run_in_transaction(rename, actor="ops", reason="rebrand")
+
+        Re-runs the whole unit (never a single statement) on serialization failures,
+        deadlocks, lost or refused connections, server restarts and cached statements
+        invalidated by DDL, with exponential backoff and full jitter, at most ``attempts``
+        times and not past ``deadline`` seconds.  A connection lost while ``COMMIT`` was in
+        flight raises :class:`~biotech_ma_db.errors.CommitOutcomeUnknownError` unless
+        ``idempotent=True``.  See :func:`biotech_ma_db.unit_of_work.run_in_transaction`
+        for every argument; the unit-of-work arguments are those of :meth:`unit_of_work`.
+        """
+        from biotech_ma_db.unit_of_work import run_in_transaction  # noqa: PLC0415
+
+        return await run_in_transaction(
+            lambda: self.unit_of_work(
+                read_only=read_only,
+                actor=actor,
+                reason=reason,
+                client_id=client_id,
+                isolation_level=isolation_level,
+            ),
+            fn,
+            attempts=attempts,
+            deadline=deadline,
+            idempotent=idempotent,
+            retry_on=retry_on,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            on_retry=on_retry,
         )
 
     async def health(self) -> HealthReport:
@@ -221,7 +321,22 @@ def engine_options(settings: DatabaseSettings) -> dict[str, Any]:
         "echo": settings.echo,
         "hide_parameters": True,
         "connect_args": connect_args(settings),
+        "execution_options": fast_path_options(settings),
     }
+
+
+def fast_path_options(settings: DatabaseSettings) -> dict[str, Any]:
+    """Engine execution options read by the repositories' fast read path.
+
+    :data:`AUTOCOMMIT_READS_OPTION` lets a fast read run as one statement before the
+    transaction's lazy ``BEGIN`` (never behind pgbouncer, where a statement outside a
+    transaction may reach another server connection).  :data:`SLOW_QUERY_OPTION` carries
+    the slow-query threshold, since fast reads bypass the cursor events that log it.
+    """
+    options: dict[str, Any] = {AUTOCOMMIT_READS_OPTION: not settings.pgbouncer}
+    if settings.slow_query_ms is not None:
+        options[SLOW_QUERY_OPTION] = settings.slow_query_ms / 1000
+    return options
 
 
 def connect_args(settings: DatabaseSettings) -> dict[str, Any]:
@@ -268,6 +383,12 @@ def _unique_statement_name() -> str:
 
 def _install_engine_hooks(engine: AsyncEngine, settings: DatabaseSettings) -> None:
     event.listen(engine.sync_engine, "handle_error", _mark_driver_disconnects)
+    if settings.pgbouncer:
+        event.listen(engine.sync_engine, "set_connection_execution_options", _refuse_autocommit)
+        event.listen(engine.sync_engine, "set_engine_execution_options", _refuse_autocommit)
+    if settings.pool_pre_ping and not settings.pgbouncer:
+        # This engine's own dialect instance: other engines keep SQLAlchemy's ping.
+        engine.sync_engine.dialect.do_ping = _ping_one_round_trip  # type: ignore[method-assign]
     if settings.slow_query_ms is not None:
         threshold = settings.slow_query_ms / 1000
         event.listen(engine.sync_engine, "before_cursor_execute", _start_timer)
@@ -276,6 +397,21 @@ def _install_engine_hooks(engine: AsyncEngine, settings: DatabaseSettings) -> No
             "after_cursor_execute",
             lambda conn, _cursor, statement, *_: _log_if_slow(conn, statement, threshold),
         )
+
+
+def _ping_one_round_trip(dbapi_connection: Any) -> bool:
+    """Pre-ping with one empty statement instead of ``BEGIN``; ``;``; ``ROLLBACK``.
+
+    SQLAlchemy's asyncpg ping wraps the probe in a transaction so that it works behind
+    pgbouncer in transaction mode; talking to PostgreSQL directly, one round trip tests
+    the connection just as well (the pgbouncer preset keeps SQLAlchemy's ping).  Failures
+    go through the adapter's own translation, so the pool sees the same disconnect errors.
+    """
+    try:
+        await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as error:  # noqa: BLE001 — the adapter raises it as its DBAPI error
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 def _mark_driver_disconnects(context: ExceptionContext) -> None:
@@ -289,6 +425,16 @@ def _mark_driver_disconnects(context: ExceptionContext) -> None:
     names = {cls.__name__ for cls in type(original).__mro__}
     if names & _DISCONNECT_DRIVER_ERRORS or "another operation is in progress" in str(original):
         context.is_disconnect = True
+
+
+def _refuse_autocommit(_target: object, options: dict[str, Any]) -> None:
+    """Behind a transaction-mode pooler, AUTOCOMMIT statements break (T-MIG-6 measured most
+    of 200 failing with every client-side mitigation), so refuse them up front."""
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        raise DatabaseError(
+            "AUTOCOMMIT is not supported through a transaction-mode pooler (DB_PGBOUNCER=true): "
+            "run it over a direct connection (e.g. MIGRATION_DATABASE_URL)"
+        )
 
 
 def _start_timer(conn: Connection, *_: object) -> None:

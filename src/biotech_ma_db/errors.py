@@ -14,29 +14,41 @@ derive from the nearest builtin so callers can catch them generically::
     │   ├── CheckViolationError                       23514
     │   └── NotNullViolationError                     23502
     ├── ConcurrencyError                              stale version, lost race
-    │   ├── SerializationFailureError                 40001
-    │   └── DeadlockDetectedError                     40P01
+    │   ├── SerializationFailureError   (transient)   40001
+    │   └── DeadlockDetectedError       (transient)   40P01
+    ├── TransientDatabaseError                        re-running the whole transaction may work
+    │   │                                             (0A000: cached statement invalidated by DDL)
+    │   ├── SerializationFailureError, DeadlockDetectedError   (also ConcurrencyError)
+    │   └── DatabaseUnavailableError (ConnectionError) 08xxx, 57P01-57P03, refused/reset sockets
     ├── QueryTimeoutError            (TimeoutError)   57014, or the client command timeout
     │   └── LockTimeoutError                          55P03
     ├── PoolExhaustedError           (TimeoutError)   no pooled connection within pool_timeout
-    ├── DatabaseUnavailableError     (ConnectionError) 08xxx, 57P01-57P03, refused/reset sockets
     ├── CommitOutcomeUnknownError                     connection lost while COMMIT was in flight
     ├── PermissionDeniedError        (PermissionError) 42501, 25006 (read-only transaction)
     ├── UnitOfWorkError              (RuntimeError)   a unit of work used outside its rules
     ├── MigrationError                                migrations could not run
     └── SchemaDriftError                              models and live schema disagree
 
+The transient class (:func:`is_transient`) is what
+:meth:`~biotech_ma_db.Database.run_in_transaction` re-runs: every
+:class:`TransientDatabaseError`.  Timeouts are not in it (the time budget is spent), nor is
+:class:`CommitOutcomeUnknownError` (re-running may apply the work twice) unless the unit
+of work is idempotent.
+
 Integrity errors also subclass :class:`sqlalchemy.exc.IntegrityError`, so code written
 against the original system (``except IntegrityError``) keeps working.
 
 Messages name SQLSTATEs, constraints, columns and fields, never bound parameter values or
 passwords: PostgreSQL's ``DETAIL`` line (which quotes key values) is kept off the message.
+The driver's own "invalid input for query argument $n: <value>" messages are rewritten
+without the value in the whole exception chain, so a traceback does not print it either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import re
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -64,8 +76,10 @@ __all__ = [
     "QueryTimeoutError",
     "SchemaDriftError",
     "SerializationFailureError",
+    "TransientDatabaseError",
     "UnitOfWorkError",
     "ValidationError",
+    "is_commit_outcome_unknown",
     "is_transient",
     "translate_error",
 ]
@@ -176,15 +190,23 @@ class NotNullViolationError(IntegrityViolationError):
     """A required column was NULL (23502)."""
 
 
+class TransientDatabaseError(DatabaseError):
+    """Re-running the whole transaction may succeed (see :func:`is_transient`).
+
+    Raised as such when a schema change by another session invalidated a cached prepared
+    statement (SQLSTATE 0A000): the driver has dropped its cache, the next run re-prepares.
+    """
+
+
 class ConcurrencyError(DatabaseError):
     """Another transaction won: a stale version, or a serialization conflict."""
 
 
-class SerializationFailureError(ConcurrencyError):
+class SerializationFailureError(ConcurrencyError, TransientDatabaseError):
     """PostgreSQL could not serialize the transaction (40001); retry the whole unit."""
 
 
-class DeadlockDetectedError(ConcurrencyError):
+class DeadlockDetectedError(ConcurrencyError, TransientDatabaseError):
     """PostgreSQL broke a deadlock by aborting this transaction (40P01)."""
 
 
@@ -200,7 +222,7 @@ class PoolExhaustedError(DatabaseError, builtins.TimeoutError):
     """No pooled connection became free within pool_timeout."""
 
 
-class DatabaseUnavailableError(DatabaseError, ConnectionError):
+class DatabaseUnavailableError(TransientDatabaseError, ConnectionError):
     """The server cannot be reached, or went away (08xxx, 57P01-57P03, socket errors)."""
 
 
@@ -253,7 +275,8 @@ _INTEGRITY_WORDING = {
 }
 
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
-_TRANSIENT_STATES = frozenset({"40001", "40P01", "0A000", "55000"}) | _UNAVAILABLE_STATES
+# asyncpg's exceptions for a prepared statement or type cache outdated by concurrent DDL.
+_STALE_CACHE_NAMES = frozenset({"InvalidCachedStatementError", "OutdatedSchemaCacheError"})
 
 
 def _find_sqlstate(exc: BaseException) -> tuple[str | None, BaseException | None]:
@@ -303,6 +326,28 @@ _CONNECTION_LOSS_NAMES = frozenset(
 )
 
 
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+):.*")
+
+
+def _hide_argument_values(exc: BaseException) -> None:
+    """Drop bound values that asyncpg quotes in client-side encoding errors.
+
+    asyncpg's ``DataError("invalid input for query argument $1: 'value' (...)")`` and the
+    SQLAlchemy exceptions wrapping it carry the parameter in their message, which
+    ``hide_parameters`` cannot reach; the messages are rewritten in place.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current.args and isinstance(current.args[0], str):
+            hidden = _ARGUMENT_VALUE.sub(r"\1 (value hidden)", current.args[0])
+            if hidden != current.args[0]:
+                current.args = (hidden, *current.args[1:])
+        nxt = getattr(current, "orig", None)
+        current = nxt if isinstance(nxt, BaseException) else current.__cause__
+
+
 def translate_error(exc: BaseException) -> BaseException:
     """Map a SQLAlchemy/asyncpg exception to this library's typed error.
 
@@ -318,16 +363,23 @@ def translate_error(exc: BaseException) -> BaseException:
     """
     if isinstance(exc, DatabaseError):
         return exc
+    _hide_argument_values(exc)
     if isinstance(exc, sa_exc.TimeoutError):
         return PoolExhaustedError("no database connection became free within pool_timeout")
     if isinstance(exc, StaleDataError):
         return ConcurrencyError("the row was changed or deleted by another transaction")
 
+    names = _driver_exception_names(exc)
+    if names & _STALE_CACHE_NAMES:
+        return TransientDatabaseError(
+            "a cached statement was invalidated by a concurrent schema change "
+            "[SQLSTATE 0A000]; re-run the transaction",
+            sqlstate="0A000",
+        )
     sqlstate, server_error = _find_sqlstate(exc)
     if sqlstate is not None:
         return _translate_sqlstate(sqlstate, server_error)
 
-    names = _driver_exception_names(exc)
     if isinstance(exc, builtins.TimeoutError | asyncio.TimeoutError) or "TimeoutError" in names:
         return QueryTimeoutError("the database did not answer within the command timeout")
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
@@ -393,16 +445,32 @@ def _key_columns(detail: object) -> tuple[str, ...]:
 def is_transient(exc: BaseException) -> bool:
     """Whether re-running the whole transaction may succeed.
 
-    True for serialization failures, deadlocks, lost or refused connections, server
-    shutdown/crash recovery, and cached statements invalidated by concurrent DDL.
+    True for :class:`TransientDatabaseError` and everything translated into one:
+    serialization failures (40001), deadlocks (40P01), lost, reset or refused connections
+    (08xxx, socket errors, asyncpg connection errors), server shutdown, crash and recovery
+    (57P01-57P03), and cached statements invalidated by concurrent DDL.  False for
+    timeouts, integrity errors, :class:`CommitOutcomeUnknownError` and anything else.
+    """
+    return isinstance(translate_error(exc), TransientDatabaseError)
+
+
+def is_commit_outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed ``COMMIT`` may nevertheless have been applied by the server.
+
+    That is the case when the connection died (or the client timed out) with the
+    ``COMMIT`` in flight.  Not when the driver refused to send it because the connection
+    was already closed, nor when the server answered with an error (e.g. 40001): then the
+    transaction was certainly rolled back.
     """
     translated = translate_error(exc)
-    if isinstance(
-        translated,
-        SerializationFailureError | DeadlockDetectedError | DatabaseUnavailableError,
-    ):
+    if isinstance(translated, CommitOutcomeUnknownError):
         return True
-    sqlstate, _ = _find_sqlstate(exc)
-    if sqlstate in _TRANSIENT_STATES:
-        return True
-    return "InvalidCachedStatementError" in _driver_exception_names(exc)
+    if isinstance(translated, QueryTimeoutError):
+        return translated.sqlstate is None  # the client stopped waiting, not the server
+    if not isinstance(translated, DatabaseUnavailableError):
+        return False
+    names = _driver_exception_names(exc)
+    closed_before_sending = "InterfaceError" in names and not names & (
+        _CONNECTION_LOSS_NAMES | {"OSError"}
+    )
+    return not closed_before_sending

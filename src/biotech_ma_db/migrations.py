@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +114,7 @@ def alembic_config(
     *,
     lock_wait_seconds: float | None = None,
     connection: Connection | None = None,
+    connect_args: Mapping[str, Any] | None = None,
 ) -> Config:
     """An Alembic ``Config`` for the project's migrations, without an ini file.
 
@@ -123,10 +124,12 @@ def alembic_config(
         lock_wait_seconds: Bound on the wait for the migration lock.
         connection: A synchronous ``Connection`` to run on (for example the one handed to
             ``AsyncConnection.run_sync``) instead of opening a new one.
+        connect_args: Extra ``asyncpg.connect`` arguments, e.g.
+            ``{"ssl": settings.ssl_context()}`` for a verified TLS connection.
 
     Returns:
-        A ``Config`` whose ``attributes`` carry ``url``, ``lock_wait_seconds`` and
-        ``connection`` as given.
+        A ``Config`` whose ``attributes`` carry ``url``, ``lock_wait_seconds``,
+        ``connection`` and ``connect_args`` as given.
     """
     config = Config()
     config.set_main_option("script_location", str(migrations_path()).replace("%", "%%"))
@@ -136,6 +139,8 @@ def alembic_config(
         config.attributes["lock_wait_seconds"] = lock_wait_seconds
     if connection is not None:
         config.attributes["connection"] = connection
+    if connect_args is not None:
+        config.attributes["connect_args"] = dict(connect_args)
     return config
 
 
@@ -177,7 +182,11 @@ def _run_command(action: str, fn: Callable[[], None]) -> None:
 
 
 def upgrade(
-    url: str | URL, revision: str = "head", *, lock_wait_seconds: float | None = None
+    url: str | URL,
+    revision: str = "head",
+    *,
+    lock_wait_seconds: float | None = None,
+    connect_args: Mapping[str, Any] | None = None,
 ) -> None:
     """Upgrade the database at ``url`` to ``revision``.
 
@@ -186,33 +195,48 @@ def upgrade(
         revision: Target revision, ``"head"`` by default.
         lock_wait_seconds: How long to wait for a concurrent migration to finish
             (default: :data:`DEFAULT_LOCK_WAIT_SECONDS`).
+        connect_args: Extra ``asyncpg.connect`` arguments (TLS: ``{"ssl": context}``).
 
     Raises:
         MigrationError: The lock was not acquired in time, or a revision failed.
     """
-    config = alembic_config(url, lock_wait_seconds=lock_wait_seconds)
+    config = alembic_config(url, lock_wait_seconds=lock_wait_seconds, connect_args=connect_args)
     _run_command(f"upgrade to {revision!r}", lambda: command.upgrade(config, revision))
 
 
-def downgrade(url: str | URL, revision: str, *, lock_wait_seconds: float | None = None) -> None:
+def downgrade(
+    url: str | URL,
+    revision: str,
+    *,
+    lock_wait_seconds: float | None = None,
+    connect_args: Mapping[str, Any] | None = None,
+) -> None:
     """Downgrade the database at ``url`` to ``revision`` (``"base"`` empties it).
 
     Raises:
         MigrationError: The lock was not acquired in time, or a revision failed.
     """
-    config = alembic_config(url, lock_wait_seconds=lock_wait_seconds)
+    config = alembic_config(url, lock_wait_seconds=lock_wait_seconds, connect_args=connect_args)
     _run_command(f"downgrade to {revision!r}", lambda: command.downgrade(config, revision))
 
 
-def migration_engine(url: str | URL) -> AsyncEngine:
+def migration_engine(url: str | URL, connect_args: Mapping[str, Any] | None = None) -> AsyncEngine:
     """A ``NullPool`` async engine for one migration run: no pooled connection lingers,
-    and bound parameters never appear in logs or error messages."""
-    return create_async_engine(_as_url(url), poolclass=NullPool, hide_parameters=True)
+    and bound parameters never appear in logs or error messages.  ``connect_args`` go to
+    ``asyncpg.connect`` (e.g. ``{"ssl": settings.ssl_context()}``)."""
+    return create_async_engine(
+        _as_url(url),
+        poolclass=NullPool,
+        hide_parameters=True,
+        connect_args=dict(connect_args or {}),
+    )
 
 
-def _with_connection(url: str | URL, fn: Callable[[Connection], T]) -> T:
+def _with_connection(
+    url: str | URL, fn: Callable[[Connection], T], connect_args: Mapping[str, Any] | None = None
+) -> T:
     async def run() -> T:
-        engine = migration_engine(url)
+        engine = migration_engine(url, connect_args)
         try:
             async with engine.connect() as connection:
                 result: T = await connection.run_sync(fn)
@@ -223,7 +247,7 @@ def _with_connection(url: str | URL, fn: Callable[[Connection], T]) -> T:
     return _run_async(run)
 
 
-def current(url: str | URL) -> str | None:
+def current(url: str | URL, *, connect_args: Mapping[str, Any] | None = None) -> str | None:
     """The revision the database at ``url`` is at (``None`` when never migrated).
 
     Raises:
@@ -231,7 +255,9 @@ def current(url: str | URL) -> str | None:
     """
     with _failures_as("reading the current revision"):
         return _with_connection(
-            url, lambda conn: MigrationContext.configure(conn).get_current_revision()
+            url,
+            lambda conn: MigrationContext.configure(conn).get_current_revision(),
+            connect_args,
         )
 
 

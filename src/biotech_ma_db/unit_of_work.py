@@ -23,16 +23,36 @@ Rules (after cosmicpython's unit of work):
   then fails with :class:`~biotech_ma_db.errors.PermissionDeniedError` (SQLSTATE 25006).
 - ``client_id`` is published to the database per transaction with
   ``set_config('app.client_id', ..., true)`` (row-level security policies read it).
+  Transaction-local, so it never outlives the transaction on a pooled (or pgbouncer)
+  server connection.  With ``reset_client_scope`` (on behind a transaction pooler) a unit
+  of work without a client publishes an empty value, so a server connection that
+  someone poisoned with a session-level ``SET app.client_id`` still shows it no row.
+- ``isolation_level`` (``"REPEATABLE READ"``, ``"SERIALIZABLE"``) is set at the start of
+  every transaction with ``SET TRANSACTION``.
+- If the connection dies while ``COMMIT`` is in flight, :meth:`UnitOfWork.commit` raises
+  :class:`~biotech_ma_db.errors.CommitOutcomeUnknownError`: the work may or may not have
+  been committed.
+
+:func:`run_in_transaction` (``Database.run_in_transaction``) is the retry loop: it runs a
+function in a fresh unit of work, commits, and re-runs the whole unit on the transient
+errors of :func:`~biotech_ma_db.errors.is_transient`, with exponential backoff and full
+jitter, bounded by a number of attempts and a deadline::
+
+    async def deactivate(uow: UnitOfWork) -> None:
+        await uow.alerts.update(alert_id, is_active=False)
+
+    await db.run_in_transaction(deactivate, isolation_level="SERIALIZABLE", idempotent=True)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Generic, Self, TypeVar, cast, overload
+from typing import Final, Generic, Literal, Self, TypeVar, cast, get_args, overload
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
@@ -40,10 +60,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
 from biotech_ma_db.auditing import AUDIT_INFO_KEY, AuditContext, install_audit_listeners
-from biotech_ma_db.errors import UnitOfWorkError, ValidationError, translate_error
+from biotech_ma_db.errors import (
+    CommitOutcomeUnknownError,
+    TransientDatabaseError,
+    UnitOfWorkError,
+    ValidationError,
+    is_commit_outcome_unknown,
+    translate_error,
+)
 from biotech_ma_db.repositories import (
     AcquirerMatchRepository,
     AlertRepository,
+    ApiKeyRepository,
     AuditLogRepository,
     ClientRepository,
     CompanyRepository,
@@ -54,15 +82,28 @@ from biotech_ma_db.repositories import (
     WebhookRepository,
     translating_errors,
 )
+from biotech_ma_db.security import SecurityConfig
 
-__all__ = ["TRANSACTION_INFO_KEY", "TransactionSettings", "UnitOfWork"]
+__all__ = [
+    "TRANSACTION_INFO_KEY",
+    "IsolationLevel",
+    "RetryEvent",
+    "TransactionSettings",
+    "UnitOfWork",
+    "run_in_transaction",
+]
 
 logger = logging.getLogger("biotech_ma_db.unit_of_work")
+retry_logger = logging.getLogger("biotech_ma_db.retry")
+
+IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+"""Transaction isolation levels a unit of work may ask for."""
 
 TRANSACTION_INFO_KEY: Final = "biotech_ma_db.transaction"
 """Key of the :class:`TransactionSettings` in ``Session.info``."""
 
 RepositoryT = TypeVar("RepositoryT")
+ResultT = TypeVar("ResultT")
 _MAX_LABEL_LENGTH = 200
 
 
@@ -73,10 +114,14 @@ class TransactionSettings:
     Attributes:
         read_only: Run ``SET TRANSACTION READ ONLY``.
         client_id: Publish ``app.client_id`` for row-level security.
+        reset_client: Without ``client_id``, publish an empty ``app.client_id``.
+        isolation_level: Run ``SET TRANSACTION ISOLATION LEVEL ...``.
     """
 
     read_only: bool = False
     client_id: int | None = None
+    reset_client: bool = False
+    isolation_level: IsolationLevel | None = None
 
 
 class _RepositoryAttribute(Generic[RepositoryT]):
@@ -116,7 +161,15 @@ class UnitOfWork:
         actor: Who makes the changes (audit columns and ``audit_log``).
         reason: Why (``change_reason`` and ``audit_log.reason``).
         client_id: The API client the work is done for (row-level security).
-        api_key_pepper: Secret of the API-key HMAC used by ``uow.clients``.
+        api_key_pepper: Secret of the API-key HMAC used by ``uow.clients`` and
+            ``uow.api_keys`` (default: ``security``'s).
+        security: Pepper, webhook-secret cipher and https rule
+            (:class:`~biotech_ma_db.security.SecurityConfig`; development values when
+            omitted).
+        reset_client_scope: Without ``client_id``, publish an empty ``app.client_id`` in
+            every transaction (one more round trip; ``Database`` turns it on behind
+            pgbouncer).
+        isolation_level: Isolation of every transaction (server default when omitted).
     """
 
     companies = _RepositoryAttribute(lambda uow: CompanyRepository(uow.session))
@@ -126,10 +179,13 @@ class UnitOfWork:
     acquirer_matches = _RepositoryAttribute(lambda uow: AcquirerMatchRepository(uow.session))
     reports = _RepositoryAttribute(lambda uow: ReportRepository(uow.session))
     alerts = _RepositoryAttribute(lambda uow: AlertRepository(uow.session))
-    webhooks = _RepositoryAttribute(lambda uow: WebhookRepository(uow.session))
-    clients = _RepositoryAttribute(
-        lambda uow: ClientRepository(uow.session, pepper=uow.api_key_pepper)
+    webhooks = _RepositoryAttribute(
+        lambda uow: WebhookRepository(
+            uow.session, cipher=uow.security.cipher(), https_only=uow.security.https_only
+        )
     )
+    clients = _RepositoryAttribute(lambda uow: ClientRepository(uow.session, pepper=uow.pepper()))
+    api_keys = _RepositoryAttribute(lambda uow: ApiKeyRepository(uow.session, pepper=uow.pepper()))
     audit_log = _RepositoryAttribute(lambda uow: AuditLogRepository(uow.session))
 
     read_only: bool
@@ -137,6 +193,9 @@ class UnitOfWork:
     reason: str | None
     client_id: int | None
     api_key_pepper: bytes | str | None
+    security: SecurityConfig
+    reset_client_scope: bool
+    isolation_level: IsolationLevel | None
 
     def __init__(
         self,
@@ -147,7 +206,15 @@ class UnitOfWork:
         reason: str | None = None,
         client_id: int | None = None,
         api_key_pepper: bytes | str | None = None,
+        security: SecurityConfig | None = None,
+        reset_client_scope: bool = False,
+        isolation_level: IsolationLevel | None = None,
     ) -> None:
+        if isolation_level is not None and isolation_level not in get_args(IsolationLevel):
+            raise ValidationError(
+                "isolation_level", f"expected one of {', '.join(get_args(IsolationLevel))}"
+            )
+        self.isolation_level = isolation_level
         self._sessionmaker = sessionmaker
         self.read_only = read_only
         self.actor = _label("actor", actor)
@@ -158,6 +225,8 @@ class UnitOfWork:
             raise ValidationError("client_id", "expected an integer id")
         self.client_id = client_id
         self.api_key_pepper = api_key_pepper
+        self.security = security if security is not None else SecurityConfig()
+        self.reset_client_scope = reset_client_scope
         self._external: AsyncSession | None = None
         self._session: AsyncSession | None = None
         self._owner: asyncio.Task[object] | None = None
@@ -172,6 +241,7 @@ class UnitOfWork:
         reason: str | None = None,
         client_id: int | None = None,
         api_key_pepper: bytes | str | None = None,
+        security: SecurityConfig | None = None,
     ) -> Self:
         """A unit of work over an existing session, which it neither creates nor closes.
 
@@ -180,7 +250,12 @@ class UnitOfWork:
         fixture, they release or roll back a savepoint).
         """
         uow = cls(
-            None, actor=actor, reason=reason, client_id=client_id, api_key_pepper=api_key_pepper
+            None,
+            actor=actor,
+            reason=reason,
+            client_id=client_id,
+            api_key_pepper=api_key_pepper,
+            security=security,
         )
         uow._external = session
         return uow
@@ -188,6 +263,14 @@ class UnitOfWork:
     def __repr__(self) -> str:
         state = "active" if self._session is not None else "idle"
         return f"<UnitOfWork {state} actor={self.actor!r} read_only={self.read_only}>"
+
+    def pepper(self) -> bytes | str:
+        """The API-key pepper: ``api_key_pepper`` if given, else ``security``'s.
+
+        Raises:
+            SettingsError: In production without ``DB_API_KEY_PEPPER``.
+        """
+        return self.api_key_pepper if self.api_key_pepper is not None else self.security.pepper()
 
     @property
     def session(self) -> AsyncSession:
@@ -226,7 +309,10 @@ class UnitOfWork:
             session = self._sessionmaker()
         session.info[AUDIT_INFO_KEY] = AuditContext(actor=self.actor, reason=self.reason)
         session.info[TRANSACTION_INFO_KEY] = TransactionSettings(
-            read_only=self.read_only, client_id=self.client_id
+            read_only=self.read_only,
+            client_id=self.client_id,
+            reset_client=self.reset_client_scope,
+            isolation_level=self.isolation_level,
         )
         self._session = session
         self._owner = asyncio.current_task()
@@ -254,10 +340,29 @@ class UnitOfWork:
                 raise translated from exc
 
     async def commit(self) -> None:
-        """Commit everything done so far; the unit of work stays usable afterwards."""
+        """Commit everything done so far; the unit of work stays usable afterwards.
+
+        Raises:
+            CommitOutcomeUnknownError: The connection was lost (or the client timed out)
+                while ``COMMIT`` was in flight: the work may or may not have been committed.
+                Re-run it only if it is idempotent, or check first.
+        """
         session = self.session
         with translating_errors():
+            await session.flush()  # a failure here is certain: nothing was committed
+        try:
             await session.commit()
+        except Exception as exc:
+            if is_commit_outcome_unknown(exc):
+                raise CommitOutcomeUnknownError(
+                    "the connection was lost while COMMIT was in flight; the transaction "
+                    "may or may not have been committed",
+                    sqlstate=getattr(translate_error(exc), "sqlstate", None),
+                ) from exc
+            translated = translate_error(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def rollback(self) -> None:
         """Throw away everything not committed yet; the unit of work stays usable."""
@@ -321,10 +426,139 @@ def _start_transaction(
     settings = session.info.get(TRANSACTION_INFO_KEY)
     if not isinstance(settings, TransactionSettings) or transaction.nested:
         return
+    modes = []
+    if settings.isolation_level is not None:
+        modes.append(f"ISOLATION LEVEL {settings.isolation_level}")  # validated literal
     if settings.read_only:
-        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        modes.append("READ ONLY")
+    if modes:
+        connection.exec_driver_sql(f"SET TRANSACTION {', '.join(modes)}")
     if settings.client_id is not None:
         connection.execute(
             text("SELECT set_config('app.client_id', :client_id, true)"),
             {"client_id": str(settings.client_id)},
         )
+    elif settings.reset_client:
+        connection.exec_driver_sql("SELECT set_config('app.client_id', '', true)")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """One failed attempt of :func:`run_in_transaction` that will be retried.
+
+    Attributes:
+        attempt: Number of the attempt that failed (1 for the first).
+        error: The typed error it failed with (its ``__cause__`` is the driver's).
+        delay: Seconds slept before the next attempt.
+    """
+
+    attempt: int
+    error: BaseException
+    delay: float
+
+
+# Jitter only spreads retries out; it needs no cryptographic quality.
+_jitter = random.Random()  # noqa: S311
+
+
+async def run_in_transaction(
+    new_unit: Callable[[], UnitOfWork],
+    fn: Callable[[UnitOfWork], Awaitable[ResultT]],
+    *,
+    attempts: int = 4,
+    deadline: float | None = 30.0,
+    idempotent: bool = False,
+    retry_on: tuple[type[BaseException], ...] = (),
+    base_delay: float = 0.05,
+    max_delay: float = 2.0,
+    on_retry: Callable[[RetryEvent], object] | None = None,
+) -> ResultT:
+    """Run ``fn(uow)`` in a new unit of work and commit; re-run it on transient errors.
+
+    The whole unit is the retry unit (SQLAlchemy cannot resume a transaction on a new
+    connection): ``fn`` runs again from the start in a fresh unit of work, so it must not
+    have effects outside the database that cannot be repeated.  ``fn`` should not commit;
+    this function commits after it returns.
+
+    Retried: every error :func:`~biotech_ma_db.errors.is_transient` accepts (40001,
+    40P01, 08xxx, 57P01-57P03, socket errors, asyncpg connection errors, cached statements
+    invalidated by DDL), plus ``retry_on``.  A lost connection while ``COMMIT`` was in
+    flight (:class:`~biotech_ma_db.errors.CommitOutcomeUnknownError`) is retried only when
+    ``idempotent`` is true.  Timeouts, constraint violations and cancellation never are.
+
+    Between attempts it sleeps a random time between 0 and
+    ``min(max_delay, base_delay * 2 ** (attempt - 1))`` ("full jitter").
+
+    Args:
+        new_unit: Builds the unit of work for one attempt (``db.unit_of_work(...)``).
+        fn: The work; its return value is returned.
+        attempts: At most this many runs (>= 1).
+        deadline: No new attempt starts more than this many seconds after the call
+            (``None``: only ``attempts`` bounds it).  A running attempt is bounded by the
+            connection's timeouts, not by this.
+        idempotent: ``fn`` may safely run twice even if the first run was committed
+            (e.g. it writes with an idempotency key): also retry after an unknown commit.
+        retry_on: More exception types to treat as transient (e.g.
+            :class:`~biotech_ma_db.errors.ConcurrencyError` for optimistic locking).
+        base_delay: Backoff of the first retry, in seconds.
+        max_delay: Cap of the backoff, in seconds.
+        on_retry: Called with a :class:`RetryEvent` before each retry (metrics, tests).
+
+    Returns:
+        What ``fn`` returned in the attempt that committed.
+
+    Raises:
+        The typed error of the last attempt (e.g. ``DatabaseUnavailableError`` or
+        ``SerializationFailureError``) once attempts or the deadline run out, with a
+        note saying how many attempts were made; any non-transient error at once.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    give_up_at = None if deadline is None else started + deadline
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with new_unit() as uow:
+                result = await fn(uow)
+                await uow.commit()
+        except Exception as exc:
+            error = translate_error(exc)
+            retryable = (
+                isinstance(error, (TransientDatabaseError, *retry_on))
+                or isinstance(exc, retry_on)
+                or (idempotent and isinstance(error, CommitOutcomeUnknownError))
+            )
+            if not retryable:
+                if error is exc:
+                    raise
+                raise error from exc
+            delay = _jitter.uniform(0.0, min(max_delay, base_delay * 2 ** (attempt - 1)))
+            now = loop.time()
+            if give_up_at is not None:
+                # The last attempt starts at the deadline at the latest, never after it.
+                delay = min(delay, give_up_at - now)
+            if attempt >= attempts or delay < 0:
+                elapsed = now - started
+                error.add_note(
+                    f"run_in_transaction gave up after {attempt} attempts in {elapsed:.1f} s"
+                )
+                if error is exc:
+                    raise
+                raise error from exc
+            sqlstate = getattr(error, "sqlstate", None)
+            retry_logger.info(
+                "retrying unit of work after %s%s (attempt %d of %d, next in %.3f s)",
+                type(error).__name__,
+                f" [SQLSTATE {sqlstate}]" if sqlstate else "",
+                attempt,
+                attempts,
+                delay,
+            )
+            if on_retry is not None:
+                on_retry(RetryEvent(attempt=attempt, error=error, delay=delay))
+            await asyncio.sleep(delay)
+        else:
+            return result

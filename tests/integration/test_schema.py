@@ -28,6 +28,7 @@ from biotech_ma_db.errors import (
 from biotech_ma_db.models import (
     AcquirerMatch,
     Alert,
+    ApiKey,
     AuditLogEntry,
     Base,
     Client,
@@ -201,6 +202,13 @@ CHECK_CASES: dict[str, Row] = {
     "ck_webhooks_backoff_seconds_non_negative": lambda p: _webhook(p, backoff_seconds=-1),
     "ck_webhooks_consecutive_failures_non_negative": lambda p: _webhook(p, consecutive_failures=-1),
     "ck_webhooks_last_status_code_range": lambda p: _webhook(p, last_status_code=42),
+    "ck_webhooks_secret_key_version_non_negative": lambda p: _webhook(p, secret_key_version=-1),
+    "ck_api_keys_key_hash_format": lambda p: ApiKey(
+        client_id=p.client.id, key_prefix="bmap_live_xxxxxxxx", key_hash="not-hex"
+    ),
+    "ck_api_keys_last4_format": lambda p: ApiKey(
+        client_id=p.client.id, key_prefix="bmap_live_yyyyyyyy", key_hash=DIGEST, last4="a b"
+    ),
     "ck_webhook_deliveries_status": lambda p: _delivery(p, status="lost"),
     "ck_webhook_deliveries_attempts_non_negative": lambda p: _delivery(p, attempts=-1),
     "ck_clients_rate_limit_per_minute_positive": lambda p: Client(
@@ -705,5 +713,6 @@ class TestPackage:
             "webhooks",
             "webhook_deliveries",
             "clients",
+            "api_keys",
             "audit_log",
         }

@@ -24,6 +24,7 @@ from biotech_ma_db.models import Base
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPECIAL_PASSWORD = "p%@ss:w/rd"
 _SUBPROCESS_TIMEOUT = 120
+HEAD = migrations.heads()[0]
 _CONFIG_VARIABLES = (
     "DATABASE_URL",
     "MIGRATION_DATABASE_URL",
@@ -115,7 +116,7 @@ class TestUpgradeFromEmpty:
     async def test_creates_every_table(self, empty_database_url: str) -> None:
         await asyncio.to_thread(migrations.upgrade, empty_database_url)
         assert await _tables(empty_database_url) == set(Base.metadata.tables)
-        assert await asyncio.to_thread(migrations.current, empty_database_url) == "0001"
+        assert await asyncio.to_thread(migrations.current, empty_database_url) == HEAD
 
     async def test_current_is_none_before_any_migration(self, empty_database_url: str) -> None:
         assert await asyncio.to_thread(migrations.current, empty_database_url) is None
@@ -242,7 +243,7 @@ class TestSharedConnection:
                 await conn.run_sync(upgrade)
                 assert (
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
-                ).scalar_one() == "0001"
+                ).scalar_one() == HEAD
                 await transaction.rollback()
         finally:
             await engine.dispose()
@@ -260,7 +261,7 @@ class TestConcurrentUpgrades:
         ran = [output for _, output in results if "Running upgrade  -> 0001" in output]
         assert len(ran) == 1
         assert await _scalars(empty_database_url, "SELECT version_num FROM alembic_version") == [
-            "0001"
+            HEAD
         ]
         assert await _invalid_indexes(empty_database_url) == []
         assert await asyncio.to_thread(migrations.check_schema, empty_database_url) == []
@@ -297,7 +298,7 @@ class TestLockWaitBound:
             text("SELECT pg_advisory_unlock(:k)"), {"k": migrations.MIGRATION_LOCK_KEY}
         )
         await asyncio.to_thread(migrations.upgrade, empty_database_url, lock_wait_seconds=2)
-        assert await asyncio.to_thread(migrations.current, empty_database_url) == "0001"
+        assert await asyncio.to_thread(migrations.current, empty_database_url) == HEAD
 
     async def test_cli_exits_non_zero_with_a_clear_message(
         self, empty_database_url: str, lock_holder: AsyncConnection
@@ -381,7 +382,7 @@ class TestSpecialCharacterPassword:
             query={"host": host} if host.startswith("/") else {},
         )
         await asyncio.to_thread(migrations.upgrade, url)
-        assert await asyncio.to_thread(migrations.current, url) == "0001"
+        assert await asyncio.to_thread(migrations.current, url) == HEAD
         await asyncio.to_thread(
             migrations.downgrade, url.render_as_string(hide_password=False), "base"
         )

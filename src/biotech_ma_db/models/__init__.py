@@ -7,6 +7,7 @@ compares against the database) and installs the soft-delete filter
 
 from biotech_ma_db.models.acquirer_match import AcquirerMatch
 from biotech_ma_db.models.alert import Alert
+from biotech_ma_db.models.api_key import ApiKey
 from biotech_ma_db.models.audit import AuditLogEntry
 from biotech_ma_db.models.base import (
     NAMING_CONVENTION,
@@ -52,6 +53,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "AcquirerMatch",
     "Alert",
+    "ApiKey",
     "AuditAction",
     "AuditLogEntry",
     "AuditMixin",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from biotech_ma_db.models.base import (
@@ -27,7 +35,9 @@ class Webhook(SoftDeleteMixin, VersionMixin, AuditMixin, TimestampMixin, Base):
     """A client's endpoint subscribed to some event types, with its retry policy.
 
     ``secret`` signs the payloads.  It is deferred with ``raiseload``: listings never load
-    it, and touching it without an explicit ``undefer`` raises instead of querying.
+    it, and touching it without an explicit ``undefer`` raises instead of querying.  It is
+    stored encrypted (AES-GCM, :mod:`biotech_ma_db.security`) with the version of the key
+    that sealed it in ``secret_key_version`` (``NULL``: written before encryption, plain).
     """
 
     __tablename__ = "webhooks"
@@ -36,6 +46,8 @@ class Webhook(SoftDeleteMixin, VersionMixin, AuditMixin, TimestampMixin, Base):
     url: Mapped[str]
     event_types: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     secret: Mapped[str] = mapped_column(deferred=True, deferred_raiseload=True)
+    # Added by revision 0002 (ALTER TABLE ... ADD COLUMN): last in the table, as here.
+    secret_key_version: Mapped[int | None] = mapped_column(SmallInteger, sort_order=1)
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
     max_retries: Mapped[int] = mapped_column(server_default=text("5"))
     backoff_seconds: Mapped[int] = mapped_column(server_default=text("60"))
@@ -55,6 +67,7 @@ class Webhook(SoftDeleteMixin, VersionMixin, AuditMixin, TimestampMixin, Base):
         CheckConstraint("backoff_seconds >= 0", name="backoff_seconds_non_negative"),
         CheckConstraint("consecutive_failures >= 0", name="consecutive_failures_non_negative"),
         CheckConstraint("last_status_code BETWEEN 100 AND 599", name="last_status_code_range"),
+        CheckConstraint("secret_key_version >= 0", name="secret_key_version_non_negative"),
     )
 
 

@@ -6,6 +6,7 @@ See :mod:`biotech_ma_db.repositories.base` for the generic core and
 
 from biotech_ma_db.repositories.acquirer_match import AcquirerMatchRepository
 from biotech_ma_db.repositories.alert import AlertRepository
+from biotech_ma_db.repositories.api_key import ApiKeyRepository
 from biotech_ma_db.repositories.audit import AuditLogRepository
 from biotech_ma_db.repositories.base import ReadRepository, Repository, translating_errors
 from biotech_ma_db.repositories.client import ClientRepository, hash_api_key
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_LIMIT",
     "AcquirerMatchRepository",
     "AlertRepository",
+    "ApiKeyRepository",
     "AuditLogRepository",
     "ClientRepository",
     "CompanyRepository",

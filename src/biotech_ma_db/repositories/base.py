@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from sqlalchemy import (
@@ -39,6 +39,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, QueryableAttribute, RelationshipProperty, selectinload
 from sqlalchemy.orm.interfaces import ORMOption
@@ -54,6 +55,7 @@ from biotech_ma_db.errors import (
 )
 from biotech_ma_db.models.base import Base
 from biotech_ma_db.models.soft_delete import INCLUDE_DELETED
+from biotech_ma_db.repositories._fast import FastQuery, fetch_objects
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
     ColumnAttribute,
@@ -429,6 +431,12 @@ class ReadRepository(Generic[ModelT]):
 
     # -- I/O: the one place where errors are translated --------------------------------
 
+    async def _fast(
+        self, query: FastQuery, values: Mapping[str, object]
+    ) -> builtins.list[ModelT] | None:
+        """Run a cached fast-path query (see :mod:`._fast`); ``None`` means use the ORM."""
+        return await fetch_objects(self.session, query, values)
+
     async def _execute(self, stmt: Executable, params: Any = None) -> Result[*tuple[Any, ...]]:
         with translating_errors():
             return await self.session.execute(stmt, params)
@@ -440,6 +448,20 @@ class ReadRepository(Generic[ModelT]):
     async def _scalar_one(self, stmt: Select[T]) -> T:
         with translating_errors():
             return (await self.session.execute(stmt)).scalar_one()
+
+    @asynccontextmanager
+    async def _driver_in_savepoint(self) -> AsyncIterator[tuple[Any, Dialect]]:
+        """The session's asyncpg connection inside a savepoint, for COPY and executemany.
+
+        The savepoint makes a statement sent straight to the driver all-or-nothing: any
+        exception in the block (a server error, or a bad row found while streaming) rolls
+        it back, and the session's transaction stays usable.
+        """
+        with translating_errors():
+            async with self.session.begin_nested():
+                connection = await self.session.connection()
+                raw = await connection.get_raw_connection()
+                yield raw.driver_connection, connection.dialect
 
     async def _flush(self) -> None:
         with translating_errors():

@@ -6,24 +6,45 @@ keeps ``api_key_prefix`` (the first :data:`API_KEY_PREFIX_LENGTH` characters, fo
 and support) and ``api_key_hash`` = hex HMAC-SHA-256 of the whole key under a server-side
 pepper.  :meth:`ClientRepository.authenticate` hashes first and looks the client up by
 digest, so the plaintext key never becomes a SQL parameter (or a logged one).
+
+Since revision 0002 the keys live in ``api_keys`` (several per client, revocable; see
+:mod:`biotech_ma_db.repositories.api_key`), which :meth:`ClientRepository.authenticate`
+consults; ``clients.api_key_prefix``/``api_key_hash`` keep recording the client's first
+key.  Under row-level security, creating a client allocates its id first and scopes the
+insert to it; authentication scopes the transaction to the key's client.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
-import hmac
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import BigInteger, ColumnElement, and_, any_, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    any_,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from biotech_ma_db.errors import NotFoundError, ValidationError
 from biotech_ma_db.models import Client, Company
+from biotech_ma_db.repositories.api_key import (
+    API_KEY_PREFIX,
+    API_KEY_PREFIX_LENGTH,
+    ApiKeyRepository,
+    generate_api_key,
+    hash_api_key,
+)
 from biotech_ma_db.repositories.base import Repository, check_id
 from biotech_ma_db.repositories.query import ColumnAttribute, SortSpec
+from biotech_ma_db.security import DEVELOPMENT_API_KEY_PEPPER
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -33,24 +54,14 @@ __all__ = [
     "hash_api_key",
 ]
 
-API_KEY_PREFIX: Final = "bmap_live_"
-"""How every key starts (recognisable by secret scanners)."""
-
-API_KEY_PREFIX_LENGTH: Final = 18
-"""Characters of the key kept as ``api_key_prefix``: the marker plus 8 random characters
-(48 bits, so prefixes of different clients practically never collide)."""
-
-DEVELOPMENT_API_KEY_PEPPER: Final = b"biotech-ma-db-DEVELOPMENT-ONLY-api-key-pepper"
-"""The pepper used when none is configured.  Fine for tests and demos; production must
-pass its own secret (keys hashed under one pepper do not verify under another)."""
-
-_MAX_KEY_LENGTH: Final = 256
-
-
-def hash_api_key(api_key: str, pepper: bytes | str = DEVELOPMENT_API_KEY_PEPPER) -> str:
-    """Hex HMAC-SHA-256 of ``api_key`` under ``pepper``: what ``api_key_hash`` stores."""
-    key = pepper.encode() if isinstance(pepper, str) else pepper
-    return hmac.new(key, api_key.encode(), hashlib.sha256).hexdigest()
+# Allocates the new client's id and scopes the transaction to it (row-level security
+# checks the INSERT against app.client_id); returns the scope it replaced.
+_ALLOCATE_CLIENT: Final = text(
+    "SELECT s.id, s.previous, set_config('app.client_id', s.id::text, true) FROM ("
+    "SELECT nextval(pg_get_serial_sequence('clients', 'id')) AS id, "
+    "coalesce(current_setting('app.client_id', true), '') AS previous) AS s"
+)
+_RESTORE_SCOPE: Final = text("SELECT set_config('app.client_id', :previous, true)")
 
 
 class ClientRepository(Repository[Client]):
@@ -108,39 +119,49 @@ class ClientRepository(Repository[Client]):
         for field in ("api_key_prefix", "api_key_hash"):
             if field in values:
                 raise ValidationError(field, "is derived from the generated key")
-        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        client = await super().create(
-            name=name,
-            scopes=builtins.list(scopes),
-            api_key_prefix=api_key[:API_KEY_PREFIX_LENGTH],
-            api_key_hash=hash_api_key(api_key, self._pepper),
-            **values,
+        api_key = generate_api_key()
+        digest = hash_api_key(api_key, self._pepper)
+        cleaned = self.rules.create(
+            {
+                "name": name,
+                "scopes": builtins.list(scopes),
+                "api_key_prefix": api_key[:API_KEY_PREFIX_LENGTH],
+                "api_key_hash": digest,
+                **values,
+            }
         )
+        client_id, previous, _ = (await self._execute(_ALLOCATE_CLIENT)).one()
+        client = Client(id=int(client_id), **cleaned)
+        self.session.add(client)
+        await self._flush()
+        await self.api_keys.add_issued(client.id, api_key, name="primary")
+        await self._execute(_RESTORE_SCOPE, {"previous": previous})
         return client, api_key
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        """The client keys' repository on the same session and pepper."""
+        return ApiKeyRepository(self.session, pepper=self._pepper)
 
     async def authenticate(self, api_key: str) -> Client | None:
         """The active client owning ``api_key``, or ``None``.
 
-        The key is hashed before the lookup (by digest, unique index), and the digest is
-        compared again with :func:`hmac.compare_digest`.  Malformed keys are refused
-        without a query.
+        The key is hashed before the lookup (by digest in ``api_keys``, unique index),
+        and the digest is compared again with :func:`hmac.compare_digest`.  Malformed
+        keys are refused without a query; revoked and expired keys do not match.  On a
+        match the transaction is scoped to the key's client (row-level security); a unit
+        of work already scoped to another client never matches.
         """
-        if not _well_formed(api_key):
+        found = await self.api_keys.lookup(api_key)
+        if found is None:
             return None
-        digest = hash_api_key(api_key, self._pepper)
-        stmt = select(Client, Client.api_key_hash).where(
-            Client.api_key_hash == digest,
+        stmt = select(Client).where(
+            Client.id == found.client_id,
             Client.is_active.is_(True),
             Client.deleted_at.is_(None),
         )
-        rows = (await self._execute(stmt)).all()
-        if not rows:
-            return None
-        client, stored = rows[0]
-        if not isinstance(stored, str) or not hmac.compare_digest(stored, digest):
-            return None
-        assert isinstance(client, Client)
-        return client
+        rows = await self._scalars(stmt)
+        return rows[0] if rows else None
 
     async def add_to_watchlist(self, client_id: int, company_id: int) -> builtins.list[int]:
         """Add a live company to the client's watchlist (no duplicates); returns the list.
@@ -200,12 +221,3 @@ class ClientRepository(Repository[Client]):
         if not current:
             raise NotFoundError("Client", client_id)
         return builtins.list(current[0])
-
-
-def _well_formed(api_key: object) -> bool:
-    return (
-        isinstance(api_key, str)
-        and api_key.startswith(API_KEY_PREFIX)
-        and len(api_key) <= _MAX_KEY_LENGTH
-        and api_key.isascii()
-    )

@@ -3,28 +3,45 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import func, or_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    inspect,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapper
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company
+from biotech_ma_db.repositories._fast import Builder, QueryShapes
 from biotech_ma_db.repositories.base import Criterion, Repository
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
     ColumnAttribute,
+    OrderKey,
     SortSpec,
+    check_limit,
+    check_offset,
+    resolve_order,
 )
 
 __all__ = ["CompanyRepository"]
 
 _MAX_QUERY_LENGTH = 200
 _MAX_UPSERT_ROWS = 100_000
-# asyncpg accepts at most 32,767 bind parameters in one statement.
-_MAX_PARAMETERS = 30_000
 
 
 class CompanyRepository(Repository[Company]):
@@ -64,6 +81,10 @@ class CompanyRepository(Repository[Company]):
         one when the ticker was reused).
         """
         ticker = self._text("ticker", ticker)
+        query = _SHAPES.get(("ticker", include_deleted), _MAPPER, _ticker_query(include_deleted))
+        found = await self._fast(query, {"ticker": ticker})
+        if found is not None:
+            return found[0] if found else None
         stmt = self._select(Company.ticker == ticker, include_deleted=include_deleted)
         rows = await self._scalars(stmt.order_by(Company.id.desc()).limit(1))
         return rows[0] if rows else None
@@ -93,22 +114,48 @@ class CompanyRepository(Repository[Company]):
             offset: Rows to skip.
             order_by: Whitelisted sort spec; largest market cap first by default.
         """
-        criteria: builtins.list[Criterion] = []
+        areas = low = high = term = None
         if therapeutic_areas is not None:
             areas = self.rules.value("therapeutic_areas", therapeutic_areas)
-            criteria.append(Company.therapeutic_areas.overlap(areas))
         if min_market_cap is not None:
             low = self.rules.value("market_cap_usd", min_market_cap)
-            criteria.append(Company.market_cap_usd >= low)
         if max_market_cap is not None:
             high = self.rules.value("market_cap_usd", max_market_cap)
-            criteria.append(Company.market_cap_usd <= high)
-        if cash_constrained is not None:
-            if not isinstance(cash_constrained, bool):
-                raise ValidationError("cash_constrained", "expected a bool")
-            criteria.append(Company.cash_constrained.is_(cash_constrained))
+        if cash_constrained is not None and not isinstance(cash_constrained, bool):
+            raise ValidationError("cash_constrained", "expected a bool")
         if query is not None:
             term = self._text("query", query, max_length=_MAX_QUERY_LENGTH)
+        else:
+            keys = resolve_order(order_by or self.default_order, self.sortable, Company.id)
+            values = {
+                "areas": areas,
+                "low": low,
+                "high": high,
+                "limit": check_limit(limit),
+                "offset": check_offset(offset),
+            }
+            shape = (
+                "search",
+                areas is not None,
+                low is not None,
+                high is not None,
+                cash_constrained,
+                tuple((key.name, key.descending) for key in keys),
+            )
+            fast = _SHAPES.get(shape, _MAPPER, _search_query(shape[1:5], keys))
+            found = await self._fast(fast, values)
+            if found is not None:
+                return found
+        criteria: builtins.list[Criterion] = []
+        if areas is not None:
+            criteria.append(Company.therapeutic_areas.overlap(areas))
+        if low is not None:
+            criteria.append(Company.market_cap_usd >= low)
+        if high is not None:
+            criteria.append(Company.market_cap_usd <= high)
+        if cash_constrained is not None:
+            criteria.append(Company.cash_constrained.is_(cash_constrained))
+        if term is not None:
             criteria.append(
                 or_(
                     Company.name.icontains(term, autoescape=True),
@@ -121,8 +168,10 @@ class CompanyRepository(Repository[Company]):
         """Insert companies, or update the live company holding the same ticker.
 
         One native ``INSERT ... ON CONFLICT (ticker) WHERE deleted_at IS NULL DO UPDATE``
-        per batch (never read-then-write); every row is validated first, and a ticker given
-        twice is refused.  Returns the number of rows inserted or updated.
+        per set of columns (never read-then-write), compiled once and sent for all rows
+        with asyncpg's ``executemany`` inside a savepoint (all rows or none).  Every row is
+        validated first, and a ticker given twice is refused.  Returns the number of rows
+        inserted or updated.
 
         Objects already loaded in this session are not refreshed; re-read them if needed.
 
@@ -131,30 +180,21 @@ class CompanyRepository(Repository[Company]):
         """
         if len(rows) > _MAX_UPSERT_ROWS:
             raise ValidationError("rows", f"at most {_MAX_UPSERT_ROWS} rows per call")
-        cleaned = [self.rules.create(row, row=index) for index, row in enumerate(rows)]
+        create = self.rules.create
+        cleaned = [create(row, row=index) for index, row in enumerate(rows)]
         seen: dict[object, int] = {}
         for index, row in enumerate(cleaned):
-            if row["ticker"] in seen:
-                raise ValidationError(
-                    "ticker", f"also given in row {seen[row['ticker']]}", row=index
-                )
-            seen[row["ticker"]] = index
-        total = 0
-        for columns, batch in _batches(cleaned):
-            stmt = insert(Company).values(batch)
-            updates: dict[str, Any] = {
-                name: stmt.excluded[name] for name in columns if name != "ticker"
-            }
-            updates["updated_at"] = func.now()
-            updates["version"] = Company.version + 1
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[Company.ticker],
-                index_where=Company.deleted_at.is_(None),
-                set_=updates,
-            )
-            result = await self._execute(stmt)
-            total += int(getattr(result, "rowcount", 0) or 0)
-        return total
+            first = seen.setdefault(row["ticker"], index)
+            if first != index:
+                raise ValidationError("ticker", f"also given in row {first}", row=index)
+        if not cleaned:
+            return 0
+        async with self._driver_in_savepoint() as (driver, dialect):
+            for columns, group in _groups(cleaned).items():
+                sql, params = _upsert_sql(columns, dialect)
+                await driver.executemany(sql, _arguments(group, params))
+        # Each row inserts or updates exactly one company.
+        return len(cleaned)
 
     def _text(self, field: str, value: object, *, max_length: int = 10_000) -> str:
         if not isinstance(value, str):
@@ -166,15 +206,109 @@ class CompanyRepository(Repository[Company]):
         return value
 
 
-def _batches(
+def _groups(
     rows: Sequence[dict[str, object]],
-) -> builtins.list[tuple[tuple[str, ...], builtins.list[dict[str, object]]]]:
-    """Group rows by their set of columns (one VALUES list needs one shape), then chunk."""
+) -> dict[tuple[str, ...], builtins.list[dict[str, object]]]:
+    """Rows grouped by their set of columns (one statement per shape)."""
     groups: dict[tuple[str, ...], builtins.list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
-    batches: builtins.list[tuple[tuple[str, ...], builtins.list[dict[str, object]]]] = []
-    for columns, group in groups.items():
-        size = max(1, _MAX_PARAMETERS // max(1, len(columns)))
-        batches.extend((columns, group[i : i + size]) for i in range(0, len(group), size))
-    return batches
+    return groups
+
+
+Param = tuple[str, object, Callable[[Any], Any] | None]
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(columns: tuple[str, ...], dialect: Dialect) -> tuple[str, tuple[Param, ...]]:
+    """The upsert's SQL for ``dialect`` and, per positional parameter, its source.
+
+    A parameter named after a column takes the row's value; the others (``version + 1``)
+    keep the value bound in the statement.
+    """
+    compiled = _upsert_statement(columns).compile(dialect=dialect)
+    binds = compiled.binds
+    params = tuple(
+        (name, binds[name].effective_value, binds[name].type._cached_bind_processor(dialect))
+        for name in compiled.positiontup or ()
+    )
+    return compiled.string, params
+
+
+def _arguments(
+    rows: Iterable[dict[str, object]], params: tuple[Param, ...]
+) -> Iterator[tuple[object, ...]]:
+    for row in rows:
+        yield tuple(
+            value if processor is None else processor(value)
+            for name, default, processor in params
+            for value in (row.get(name, default),)
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(columns: tuple[str, ...]) -> Insert:
+    """``INSERT ... ON CONFLICT (ticker) WHERE deleted_at IS NULL DO UPDATE`` on the table.
+
+    Built on the Core table (not the mapped class), so executing it with a list of rows
+    is a plain executemany rather than an ORM bulk operation.
+    """
+    table = _TABLE
+    stmt = insert(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    )
+    updates: dict[str, Any] = {name: stmt.excluded[name] for name in columns if name != "ticker"}
+    updates["updated_at"] = func.now()
+    updates["version"] = table.c.version + 1
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.ticker],
+        index_where=table.c.deleted_at.is_(None),
+        set_=updates,
+    )
+
+
+def _ticker_query(include_deleted: bool) -> Builder:
+    def build(columns: Sequence[Column[Any]]) -> Select[Any]:
+        table = _TABLE
+        criteria = [table.c.ticker == bindparam("ticker", type_=table.c.ticker.type)]
+        if not include_deleted:
+            criteria.append(table.c.deleted_at.is_(None))
+        return select(*columns).where(*criteria).order_by(table.c.id.desc()).limit(1)
+
+    return build
+
+
+def _search_query(
+    present: tuple[bool, bool, bool, bool | None], keys: Sequence[OrderKey]
+) -> Builder:
+    areas, low, high, cash_constrained = present
+
+    def build(columns: Sequence[Column[Any]]) -> Select[Any]:
+        table = _TABLE
+        c = table.c
+        criteria: builtins.list[ColumnElement[bool]] = []
+        if areas:
+            criteria.append(
+                c.therapeutic_areas.overlap(bindparam("areas", type_=c.therapeutic_areas.type))
+            )
+        if low:
+            criteria.append(c.market_cap_usd >= bindparam("low", type_=c.market_cap_usd.type))
+        if high:
+            criteria.append(c.market_cap_usd <= bindparam("high", type_=c.market_cap_usd.type))
+        if cash_constrained is not None:
+            criteria.append(c.cash_constrained.is_(cash_constrained))
+        criteria.append(c.deleted_at.is_(None))
+        return (
+            select(*columns)
+            .where(*criteria)
+            .order_by(*(key.clause() for key in keys))
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(bindparam("offset", type_=Integer()))
+        )
+
+    return build
+
+
+_MAPPER: Mapper[Company] = inspect(Company)
+_TABLE: Table = Company.__table__  # type: ignore[assignment]  # a declarative table
+_SHAPES = QueryShapes()

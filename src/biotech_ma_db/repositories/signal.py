@@ -5,15 +5,31 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Final
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, cast
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.orm import Mapper
 
 from biotech_ma_db.auditing import audit_context
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Severity, Signal, SignalType
-from biotech_ma_db.repositories.base import Criterion, Repository, check_id, translating_errors
+from biotech_ma_db.repositories._fast import Builder, QueryShapes
+from biotech_ma_db.repositories.base import Criterion, Repository, check_id
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
     ColumnAttribute,
@@ -122,14 +138,32 @@ class SignalRepository(Repository[Signal]):
             limit: Page size (1..500).
             offset: Rows to skip.
         """
-        criteria = [Signal.company_id == check_id(company_id, "company_id")]
-        criteria.extend(self._criteria_for(signal_types, start_date, end_date, min_severity))
+        company = check_id(company_id, "company_id")
+        window = self._window(signal_types, start_date, end_date, min_severity)
+        size, skip = check_limit(limit), check_offset(offset)
+        shape = (window.types is not None, window.start is not None, window.end_op, window.floor)
+        fast = _SHAPES.get(shape, _MAPPER, _by_company_query(shape))
+        found = await self._fast(
+            fast,
+            {
+                "company_id": company,
+                "types": window.types and [kind.value for kind in window.types],
+                "start": window.start,
+                "end": window.end,
+                "severities": window.floor and [s.value for s in _at_least(window.floor)],
+                "limit": size,
+                "offset": skip,
+            },
+        )
+        if found is not None:
+            return found
+        criteria = [Signal.company_id == company, *window.criteria()]
         stmt = (
             select(Signal)
             .where(*criteria)
             .order_by(Signal.event_date.desc(), Signal.id.desc())
-            .limit(check_limit(limit))
-            .offset(check_offset(offset))
+            .limit(size)
+            .offset(skip)
         )
         return await self._scalars(stmt)
 
@@ -164,23 +198,18 @@ class SignalRepository(Repository[Signal]):
             raise ValidationError("rows", f"at most {MAX_INGEST_ROWS} rows per call")
         if not materialized:
             return 0
-        records = self._records(materialized)
+        records = builtins.list(self._records(materialized))
         table = inspect(Signal).local_table
-        schema = getattr(table, "schema", None)
-        with translating_errors():
-            async with self.session.begin_nested():
-                connection = await self.session.connection()
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                status = await driver.copy_records_to_table(
-                    getattr(table, "name", "signals"),
-                    records=records,
-                    columns=_COPY_COLUMNS,
-                    schema_name=schema,
-                )
+        async with self._driver_in_savepoint() as (driver, _dialect):
+            status = await driver.copy_records_to_table(
+                getattr(table, "name", "signals"),
+                records=records,
+                columns=_COPY_COLUMNS,
+                schema_name=getattr(table, "schema", None),
+            )
         return int(str(status).rsplit(" ", 1)[-1])
 
-    def _records(self, rows: Sequence[Mapping[str, object]]) -> builtins.list[tuple[object, ...]]:
+    def _records(self, rows: Sequence[Mapping[str, object]]) -> Iterator[tuple[object, ...]]:
         rules = self.rules
         context = audit_context(self.session.sync_session)
         defaults: dict[str, object] = dict(_BLANK)
@@ -191,7 +220,6 @@ class SignalRepository(Repository[Signal]):
                 "change_reason": context.reason,
             }
             defaults.update({k: v for k, v in stamp.items() if v is not None})
-        records = []
         for index, row in enumerate(rows):
             if type(row) is not dict and not isinstance(row, Mapping):
                 raise ValidationError("rows", "expected a mapping", row=index)
@@ -206,35 +234,101 @@ class SignalRepository(Repository[Signal]):
             severity = cleaned["severity"]
             cleaned["severity"] = _MEDIUM if severity is None else severity.value  # type: ignore[attr-defined]  # a Severity once cleaned
             cleaned["signal_type"] = cleaned["signal_type"].value  # type: ignore[attr-defined]  # a SignalType once cleaned
-            records.append(_record(cleaned))
-        return records
+            yield _record(cleaned)
 
-    def _criteria_for(
+    def _window(
         self,
         signal_types: Sequence[SignalType | str] | None,
         start_date: dt.datetime | dt.date | None,
         end_date: dt.datetime | dt.date | None,
         min_severity: Severity | str | None,
-    ) -> builtins.list[Criterion]:
-        criteria: builtins.list[Criterion] = []
+    ) -> _Window:
+        kinds: builtins.list[SignalType] | None = None
         if signal_types is not None:
             if isinstance(signal_types, str):
                 signal_types = [signal_types]
-            kinds = [self.rules.value("signal_type", kind) for kind in signal_types]
-            criteria.append(Signal.signal_type.in_(kinds))
-        if start_date is not None:
-            criteria.append(Signal.event_date >= _moment("start_date", start_date))
+            kinds = [
+                cast("SignalType", self.rules.value("signal_type", kind)) for kind in signal_types
+            ]
+        start = _moment("start_date", start_date) if start_date is not None else None
+        end, end_op = None, None
         if end_date is not None:
             if isinstance(end_date, dt.datetime):
-                criteria.append(Signal.event_date <= _moment("end_date", end_date))
+                end, end_op = _moment("end_date", end_date), "<="
             else:
-                next_day = _moment("end_date", end_date) + dt.timedelta(days=1)
-                criteria.append(Signal.event_date < next_day)
+                end, end_op = _moment("end_date", end_date) + dt.timedelta(days=1), "<"
+        floor: Severity | None = None
         if min_severity is not None:
-            floor = self.rules.value("severity", min_severity)
-            assert isinstance(floor, Severity)
-            criteria.append(Signal.severity.in_([s for s in Severity if s.rank >= floor.rank]))
+            cleaned = self.rules.value("severity", min_severity)
+            assert isinstance(cleaned, Severity)
+            floor = cleaned
+        return _Window(kinds, start, end, end_op, floor)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """Validated filters of :meth:`SignalRepository.get_by_company`."""
+
+    types: builtins.list[SignalType] | None
+    start: dt.datetime | None
+    end: dt.datetime | None
+    end_op: str | None  # "<=" for a datetime, "<" for the day after a date
+    floor: Severity | None
+
+    def criteria(self) -> builtins.list[Criterion]:
+        criteria: builtins.list[Criterion] = []
+        if self.types is not None:
+            criteria.append(Signal.signal_type.in_(self.types))
+        if self.start is not None:
+            criteria.append(Signal.event_date >= self.start)
+        if self.end is not None:
+            bound = (
+                Signal.event_date <= self.end
+                if self.end_op == "<="
+                else Signal.event_date < self.end
+            )
+            criteria.append(bound)
+        if self.floor is not None:
+            criteria.append(Signal.severity.in_(_at_least(self.floor)))
         return criteria
+
+
+def _at_least(floor: Severity) -> builtins.list[Severity]:
+    return [s for s in Severity if s.rank >= floor.rank]
+
+
+def _by_company_query(shape: tuple[bool, bool, str | None, Severity | None]) -> Builder:
+    types, start, end_op, floor = shape
+
+    def build(columns: Sequence[Column[Any]]) -> Select[Any]:
+        c = _TABLE.c
+        criteria: builtins.list[ColumnElement[bool]] = [
+            c.company_id == bindparam("company_id", type_=c.company_id.type)
+        ]
+        if types:
+            criteria.append(c.signal_type == any_(bindparam("types", type_=ARRAY(String))))
+        if start:
+            criteria.append(c.event_date >= bindparam("start", type_=c.event_date.type))
+        if end_op == "<=":
+            criteria.append(c.event_date <= bindparam("end", type_=c.event_date.type))
+        elif end_op == "<":
+            criteria.append(c.event_date < bindparam("end", type_=c.event_date.type))
+        if floor is not None:
+            criteria.append(c.severity == any_(bindparam("severities", type_=ARRAY(String))))
+        return (
+            select(*columns)
+            .where(*criteria)
+            .order_by(c.event_date.desc(), c.id.desc())
+            .limit(bindparam("limit", type_=Integer()))
+            .offset(bindparam("offset", type_=Integer()))
+        )
+
+    return build
+
+
+_MAPPER: Mapper[Signal] = inspect(Signal)
+_TABLE: Table = Signal.__table__  # type: ignore[assignment]  # a declarative table
+_SHAPES = QueryShapes()
 
 
 def _moment(field: str, value: object) -> dt.datetime:

@@ -209,21 +209,27 @@ class ModelRules:
         except _Invalid as exc:
             raise ValidationError(name, exc.problem) from None
 
+    @functools.cached_property
+    def _writable(self) -> dict[str, tuple[Check, bool]]:
+        """``name -> (check, nullable)`` of the writable fields (the hot loop's table)."""
+        return {n: (r.check, r.nullable) for n, r in self.fields.items() if r.writable}
+
     def _clean(self, values: Mapping[str, object], *, row: int | None) -> dict[str, object]:
+        writable = self._writable
         cleaned: dict[str, object] = {}
         for name, value in values.items():
-            rule = self.fields.get(name)
-            if rule is None:
+            entry = writable.get(name)
+            if entry is None:
+                if name in self.fields:
+                    raise ValidationError(name, "is read-only", row=row)
                 raise ValidationError(str(name)[:64], "unknown field", row=row)
-            if not rule.writable:
-                raise ValidationError(name, "is read-only", row=row)
             if value is None:
-                if not rule.nullable:
+                if not entry[1]:
                     raise ValidationError(name, "may not be None", row=row)
                 cleaned[name] = None
                 continue
             try:
-                cleaned[name] = rule.check(value)
+                cleaned[name] = entry[0](value)
             except _Invalid as exc:
                 raise ValidationError(name, exc.problem, row=row) from None
         return cleaned
@@ -419,11 +425,14 @@ def _numeric_check(column_type: Numeric[Decimal], limits: _Limits) -> Check:
     ceiling = Decimal(10) ** (precision - scale) if precision is not None else None
     # Values this far inside the ceiling cannot round up to it: skip the quantize.
     near = ceiling - 1 if ceiling is not None else Decimal(0)
+    below = -near
 
     def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        if type(value) is Decimal:  # the common case first: no conversion needed
+            number = value
+        elif isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise _Invalid(f"expected a number, got {type(value).__name__}")
-        if isinstance(value, float):
+        elif isinstance(value, float):
             if not math.isfinite(value):
                 raise _Invalid("must be a finite number")
             # str() first: Decimal(0.1) would carry the float's binary expansion.
@@ -434,7 +443,7 @@ def _numeric_check(column_type: Numeric[Decimal], limits: _Limits) -> Check:
             number = value
         if not number.is_finite():
             raise _Invalid("must be a finite number")
-        if ceiling is not None and not -near < number < near:
+        if ceiling is not None and not below < number < near:
             try:
                 rounded = number.quantize(Decimal(1).scaleb(-scale))
             except InvalidOperation:

@@ -4,22 +4,31 @@ The queue is the ``webhook_deliveries`` table.  A worker claims due deliveries i
 its unit of work with ``FOR UPDATE SKIP LOCKED`` (so concurrent workers never get the same
 row), sends them, and records the outcome with :meth:`WebhookRepository.mark_delivered`
 or :meth:`WebhookRepository.mark_failed` before committing.
+
+Signing secrets are stored encrypted (AES-256-GCM, see
+:class:`~biotech_ma_db.security.SecretCipher`; the key version is in
+``secret_key_version``) and decrypted only by
+:meth:`WebhookRepository.get_signing_secret`; sign payloads with
+:mod:`biotech_ma_db.webhook_signing`.  Under row-level security a client sees only its own
+webhooks and deliveries; the delivery worker runs as ``app_worker``, whose policies span
+every client.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
-import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from biotech_ma_db.errors import NotFoundError, ValidationError
-from biotech_ma_db.models import DeliveryStatus, Webhook, WebhookDelivery
+from biotech_ma_db.models import INCLUDE_DELETED, DeliveryStatus, Webhook, WebhookDelivery
 from biotech_ma_db.repositories.base import Repository, check_id
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
@@ -28,6 +37,8 @@ from biotech_ma_db.repositories.query import (
     check_limit,
 )
 from biotech_ma_db.repositories.validation import rules_for
+from biotech_ma_db.security import SecretCipher
+from biotech_ma_db.webhook_signing import generate_webhook_secret
 
 __all__ = ["MAX_BACKOFF_SECONDS", "WebhookRepository"]
 
@@ -35,6 +46,7 @@ MAX_BACKOFF_SECONDS: Final = 86_400
 """Longest wait between two attempts, whatever the exponential schedule says."""
 
 _MAX_ERROR_LENGTH: Final = 2_000
+_MAX_SECRET_LENGTH: Final = 1_000
 
 
 class WebhookRepository(Repository[Webhook]):
@@ -42,6 +54,12 @@ class WebhookRepository(Repository[Webhook]):
 
     ``Webhook.secret`` is deferred with ``raiseload`` by the model: no listing here loads
     it; :meth:`get_signing_secret` is the one way to read it.
+
+    Args:
+        session: The session every statement runs in.
+        cipher: Encrypts and decrypts signing secrets; the development cipher when
+            omitted (see :class:`~biotech_ma_db.security.SecurityConfig`).
+        https_only: Refuse webhook URLs that are not ``https://`` (production).
     """
 
     model = Webhook
@@ -59,10 +77,108 @@ class WebhookRepository(Repository[Webhook]):
     }
     default_order: ClassVar[SortSpec] = "id"
 
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        cipher: SecretCipher | None = None,
+        https_only: bool = False,
+    ) -> None:
+        super().__init__(session)
+        self._cipher = cipher if cipher is not None else SecretCipher.development()
+        self._https_only = https_only
+
     async def create(self, **values: object) -> Webhook:
-        """Register a webhook; a signing ``secret`` is generated when none is given."""
-        values.setdefault("secret", secrets.token_urlsafe(32))
-        return await super().create(**values)
+        """Register a webhook; a signing ``secret`` is generated when none is given.
+
+        The secret is stored encrypted.  The returned object's ``secret`` holds the
+        plaintext (in memory only, never written back) so it can be shown once.
+
+        Raises:
+            ValidationError: Before any SQL, for a bad value, or a non-https URL when
+                ``https_only``.
+        """
+        plain = values.pop("secret", None)
+        plain = generate_webhook_secret() if plain is None else _secret(plain)
+        self._seal_values(values, plain)
+        webhook = await super().create(**values)
+        set_committed_value(webhook, "secret", plain)
+        return webhook
+
+    async def update(
+        self, id_: int, /, *, expected_version: int | None = None, **values: object
+    ) -> Webhook:
+        """Change a webhook; a new ``secret`` is encrypted like on create."""
+        plain = values.pop("secret", None)
+        if plain is not None:
+            plain = _secret(plain)
+            self._seal_values(values, plain)
+        elif "secret_key_version" in values:
+            raise ValidationError("secret_key_version", "is set by the library")
+        else:
+            self._check_url(values)
+        webhook = await super().update(id_, expected_version=expected_version, **values)
+        if plain is not None:
+            set_committed_value(webhook, "secret", plain)
+        return webhook
+
+    async def add_many(self, items: Iterable[Webhook]) -> builtins.list[Webhook]:
+        """Insert webhooks built by the caller; plaintext secrets are encrypted first."""
+        rows = builtins.list(items)
+        for row in rows:
+            state = getattr(row, "__dict__", {})
+            plain = state.get("secret")
+            if isinstance(plain, str) and state.get("secret_key_version") is None:
+                row.secret, row.secret_key_version = self._cipher.encrypt(_secret(plain))
+            self._check_url(state)
+        return await super().add_many(rows)
+
+    def _seal_values(self, values: dict[str, object], plain: str) -> None:
+        if "secret_key_version" in values:
+            raise ValidationError("secret_key_version", "is set by the library")
+        self._check_url(values)
+        values["secret"], values["secret_key_version"] = self._cipher.encrypt(plain)
+
+    def _check_url(self, values: Mapping[str, object]) -> None:
+        url = values.get("url")
+        if self._https_only and isinstance(url, str) and not url.lower().startswith("https://"):
+            raise ValidationError("url", "must be an https:// URL in production")
+
+    async def reencrypt_secrets(self, limit: int = 500) -> int:
+        """Re-seal up to ``limit`` secrets not sealed with the current key; returns how many.
+
+        Covers secrets of older key versions this cipher still holds and the plain ones
+        written before encryption (``secret_key_version`` NULL), soft-deleted webhooks
+        included; secrets of versions it has no key for are left alone.  Run it after
+        switching ``DB_WEBHOOK_ENCRYPTION_KEY_VERSION`` until it returns 0 (as
+        ``app_worker``: under row-level security a client only reaches its own).
+        """
+        current = self._cipher.current_version
+        older = [version for version in self._cipher.versions if version != current]
+        stmt = (
+            select(Webhook.id, Webhook.secret, Webhook.secret_key_version)
+            .where(
+                or_(
+                    Webhook.secret_key_version.is_(None),
+                    Webhook.secret_key_version.in_(older),
+                )
+            )
+            .order_by(Webhook.id)
+            .limit(check_limit(limit))
+            .with_for_update(skip_locked=True, of=Webhook)
+            .execution_options(**{INCLUDE_DELETED: True})
+        )
+        rows = (await self._execute(stmt)).all()
+        for webhook_id, sealed, version in rows:
+            plain = sealed if version is None else self._cipher.decrypt(sealed, version)
+            new_sealed, new_version = self._cipher.encrypt(plain)
+            await self._execute(
+                update(Webhook)
+                .where(Webhook.id == webhook_id)
+                .values(secret=new_sealed, secret_key_version=new_version)
+                .execution_options(synchronize_session=False, **{INCLUDE_DELETED: True})
+            )
+        return len(rows)
 
     async def list_for_client(
         self, client_id: int, *, active_only: bool = True, limit: int = DEFAULT_LIMIT
@@ -80,11 +196,15 @@ class WebhookRepository(Repository[Webhook]):
             NotFoundError: No such live webhook.
         """
         check_id(webhook_id, "webhook_id")
-        stmt = select(Webhook.secret).where(Webhook.id == webhook_id, Webhook.deleted_at.is_(None))
-        rows = await self._scalars(stmt)
+        stmt = select(Webhook.secret, Webhook.secret_key_version).where(
+            Webhook.id == webhook_id, Webhook.deleted_at.is_(None)
+        )
+        rows = (await self._execute(stmt)).all()
         if not rows:
             raise NotFoundError("Webhook", webhook_id)
-        return rows[0]
+        sealed, version = rows[0]
+        # NULL version: a secret written before encryption (reencrypt_secrets seals it).
+        return str(sealed) if version is None else self._cipher.decrypt(sealed, version)
 
     async def enqueue_delivery(
         self,
@@ -232,4 +352,12 @@ class WebhookRepository(Repository[Webhook]):
 def _status_code(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
         raise ValidationError("status_code", "expected an HTTP status from 100 to 599")
+    return value
+
+
+def _secret(value: object) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ValidationError("secret", "expected non-empty text without NUL bytes")
+    if len(value) > _MAX_SECRET_LENGTH:
+        raise ValidationError("secret", f"longer than {_MAX_SECRET_LENGTH} characters")
     return value
