@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import platform
 import statistics
@@ -414,6 +415,13 @@ def save(summary: dict[str, Any], env: dict[str, Any], text: str, name: str) -> 
     return path
 
 
+def _quiet_slow_query_log() -> None:
+    """The library logs statements over ``DB_SLOW_QUERY_MS`` (the 100k-row UPDATE is one);
+    the hook stays on, as configured by default, but its lines would clutter the table."""
+    logging.getLogger("biotech_ma_db.slow_query").addHandler(logging.NullHandler())
+    logging.getLogger("biotech_ma_db.slow_query").propagate = False
+
+
 async def compare(
     server: BenchServer,
     *,
@@ -423,6 +431,7 @@ async def compare(
     peers: Sequence[str] | None,
 ) -> Path:
     started = time.perf_counter()
+    _quiet_slow_query_log()
     harness = Harness(server, quick=quick, repeats=repeats, only=only, peers=peers)
     await harness.seed()
     await harness.run()

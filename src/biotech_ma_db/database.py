@@ -44,6 +44,7 @@ ResultT = TypeVar("ResultT")
 
 __all__ = [
     "AUTOCOMMIT_READS_OPTION",
+    "FAST_READS_OPTION",
     "PLAIN_SESSION_KEY",
     "SLOW_QUERY_OPTION",
     "Database",
@@ -55,6 +56,9 @@ logger = logging.getLogger("biotech_ma_db")
 slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
 
 _SLOW_QUERY_TEXT_LIMIT = 500
+
+FAST_READS_OPTION: Final = "biotech_ma_db.fast_reads"
+"""Engine execution option: repositories may use their fast read path (default on)."""
 
 AUTOCOMMIT_READS_OPTION: Final = "biotech_ma_db.autocommit_reads"
 """Engine execution option: a fast read may run as one statement before ``BEGIN``."""
@@ -328,12 +332,17 @@ def engine_options(settings: DatabaseSettings) -> dict[str, Any]:
 def fast_path_options(settings: DatabaseSettings) -> dict[str, Any]:
     """Engine execution options read by the repositories' fast read path.
 
-    :data:`AUTOCOMMIT_READS_OPTION` lets a fast read run as one statement before the
-    transaction's lazy ``BEGIN`` (never behind pgbouncer, where a statement outside a
-    transaction may reach another server connection).  :data:`SLOW_QUERY_OPTION` carries
+    Behind pgbouncer both are off: :data:`FAST_READS_OPTION` because the fast path relies
+    on asyncpg's named prepared statements, which a transaction-mode pooler cannot keep,
+    and :data:`AUTOCOMMIT_READS_OPTION` (a fast read may run as one statement before the
+    transaction's lazy ``BEGIN``) because a statement outside a transaction may reach
+    another server connection.  :data:`SLOW_QUERY_OPTION` carries
     the slow-query threshold, since fast reads bypass the cursor events that log it.
     """
-    options: dict[str, Any] = {AUTOCOMMIT_READS_OPTION: not settings.pgbouncer}
+    options: dict[str, Any] = {
+        FAST_READS_OPTION: not settings.pgbouncer,
+        AUTOCOMMIT_READS_OPTION: not settings.pgbouncer,
+    }
     if settings.slow_query_ms is not None:
         options[SLOW_QUERY_OPTION] = settings.slow_query_ms / 1000
     return options

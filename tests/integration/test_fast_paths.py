@@ -13,10 +13,17 @@ from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from biotech_ma_db import Company, CompanyRepository, Database, Signal, SignalRepository
+from biotech_ma_db import (
+    Company,
+    CompanyRepository,
+    Database,
+    ScoreRepository,
+    Signal,
+    SignalRepository,
+)
 from biotech_ma_db.models import Severity, SignalType
 from biotech_ma_db.repositories import _fast
-from biotech_ma_db.testing.factories import make_company, make_signal
+from biotech_ma_db.testing.factories import make_company, make_score, make_signal
 
 UTC = dt.UTC
 
@@ -157,6 +164,38 @@ class TestSameDataAsOrm:
             type(s) for s in (await repo.get_by_company(company.id))
         }
 
+    async def test_get_top_scores_with_companies(
+        self, db_session: AsyncSession, fast_calls: list[int]
+    ) -> None:
+        today = dt.datetime.now(UTC).date()
+        companies = [await make_company(db_session) for _ in range(4)]
+        for index, company in enumerate(companies):
+            for weeks in range(3):
+                await make_score(
+                    db_session,
+                    company_id=company.id,
+                    score_date=today - dt.timedelta(weeks=weeks),
+                    total_score=Decimal(90 - index * 7 - weeks),
+                    key_drivers=["pipeline", f"n{index}"],
+                )
+        await CompanyRepository(db_session).delete(companies[3].id)
+        repo = ScoreRepository(db_session)
+        for kwargs in ({}, {"score_date": today - dt.timedelta(weeks=1)}, {"limit": 2}):
+            db_session.expunge_all()
+            found = await repo.get_top_scores(**kwargs)  # type: ignore[arg-type]
+            fast = [(_columns(s), _columns(s.company)) for s in found]
+            assert fast_calls
+            assert fast_calls[-1] == len(found)
+            db_session.expunge_all()
+            calls = len(fast_calls)
+            held = await make_company(db_session)  # a non-empty identity map
+            orm = await repo.get_top_scores(**kwargs)  # type: ignore[arg-type]
+            assert held in db_session
+            assert len(fast_calls) == calls  # the ORM path ran
+            assert fast == [(_columns(s), _columns(s.company)) for s in orm], kwargs
+            assert all(s.company.deleted_at is None for s in orm)
+        assert len(found) == 2
+
 
 class TestTrackedLikeOrm:
     """Fast-loaded objects are persistent members of the session's identity map."""
@@ -284,3 +323,16 @@ class TestPlainSessions:
         for _ in range(3):
             async with fresh_database.session() as session:
                 assert await CompanyRepository(session).get_by_ticker("NONE") is None
+
+    async def test_pgbouncer_preset_keeps_the_orm_path(
+        self, fresh_database: Database, fast_calls: list[int]
+    ) -> None:
+        url = fresh_database.engine.url.render_as_string(hide_password=False)
+        async with Database.from_url(url, pgbouncer=True, pool_size=1) as db:
+            assert db.engine.sync_engine.dialect.do_ping.__name__ != "_ping_one_round_trip"
+            async with db.session() as session:
+                company = await make_company(session)
+            async with db.session() as session:
+                found = await CompanyRepository(session).get_by_ticker(company.ticker)
+                assert found is not None
+        assert fast_calls == []  # named prepared statements do not survive the pooler

@@ -24,7 +24,10 @@ ORM statement:
   ``load``/``loaded_as_persistent`` listener (they expect the ORM's query context);
 - an object found in the identity map has unloaded (expired) column attributes;
 - the connection is invalidated, or its transaction has not begun and the engine has not
-  opted in to single-statement reads (:data:`~biotech_ma_db.database.AUTOCOMMIT_READS_OPTION`).
+  opted in to single-statement reads (:data:`~biotech_ma_db.database.AUTOCOMMIT_READS_OPTION`);
+- the engine turned the fast path off (:data:`~biotech_ma_db.database.FAST_READS_OPTION`;
+  ``Database`` does behind pgbouncer, whose transaction mode cannot keep the named
+  prepared statements this path relies on).
 
 Connections and transactions.  Inside a transaction, the statement runs on the session's
 connection, like any other.  SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily before
@@ -59,7 +62,12 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from biotech_ma_db.database import AUTOCOMMIT_READS_OPTION, PLAIN_SESSION_KEY, SLOW_QUERY_OPTION
+from biotech_ma_db.database import (
+    AUTOCOMMIT_READS_OPTION,
+    FAST_READS_OPTION,
+    PLAIN_SESSION_KEY,
+    SLOW_QUERY_OPTION,
+)
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.models.soft_delete import soft_delete_filter
 
@@ -85,6 +93,45 @@ class _Compiled:
     processors: tuple[tuple[int, Processor], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The columns of one entity in a fast query's SELECT list."""
+
+    mapper: Mapper[Any]
+    keys: tuple[str, ...]
+    key_set: frozenset[str]
+    start: int
+    stop: int
+    pk_index: int  # positions are absolute in the row
+    discriminator: int | None
+
+    @classmethod
+    def of(cls, mapper: Mapper[Any], start: int) -> tuple[_Part, tuple[Column[Any], ...]]:
+        attrs = [attr for attr in mapper.column_attrs if len(attr.columns) == 1]
+        columns: tuple[Column[Any], ...] = tuple(
+            attr.columns[0]  # type: ignore[misc]  # plain table columns (checked in tests)
+            for attr in attrs
+        )
+        primary_key = mapper.primary_key
+        if len(primary_key) != 1:
+            raise TypeError(f"{mapper.class_.__name__}: fast reads need a one-column key")
+        keys = tuple(attr.key for attr in attrs)
+        discriminator = None
+        if mapper.polymorphic_on is not None:
+            discriminator = start + _position(columns, mapper.polymorphic_on)
+        part = cls(
+            mapper=mapper,
+            keys=keys,
+            key_set=frozenset(keys),
+            start=start,
+            stop=start + len(columns),
+            # By identity: ``list.index`` would compare columns with ``==``, building SQL.
+            pk_index=start + _position(columns, primary_key[0]),
+            discriminator=discriminator,
+        )
+        return part, columns
+
+
 class FastQuery:
     """One query shape: a SELECT of every column of a mapped table, compiled lazily.
 
@@ -92,39 +139,27 @@ class FastQuery:
         mapper: The model's mapper (the base mapper of a polymorphic hierarchy).
         build: Builds the Core statement from :attr:`columns` (selected in that order);
             values supplied at execution are ``bindparam`` names.
+        joined: ``(relationship key, mapper)`` of a many-to-one loaded along, as
+            ``contains_eager`` would: its columns follow the model's in :attr:`columns`.
+            Such a query runs only in a session with an empty identity map (the ORM path
+            refreshes objects already loaded, which this one does not do).
     """
 
-    __slots__ = (
-        "_build",
-        "_compiled",
-        "_last",
-        "columns",
-        "discriminator",
-        "key_set",
-        "keys",
-        "mapper",
-        "pk_index",
-    )
+    __slots__ = ("_build", "_compiled", "_last", "columns", "joined_key", "mapper", "parts")
 
-    def __init__(self, mapper: Mapper[Any], build: Builder) -> None:
+    def __init__(
+        self, mapper: Mapper[Any], build: Builder, *, joined: tuple[str, Mapper[Any]] | None = None
+    ) -> None:
         self.mapper = mapper
-        attrs = [attr for attr in mapper.column_attrs if len(attr.columns) == 1]
-        self.keys: tuple[str, ...] = tuple(attr.key for attr in attrs)
-        self.key_set = frozenset(self.keys)
-        self.columns: tuple[Column[Any], ...] = tuple(
-            attr.columns[0]  # type: ignore[misc]  # plain table columns (checked in tests)
-            for attr in attrs
-        )
-        primary_key = mapper.primary_key
-        if len(primary_key) != 1:
-            raise TypeError(f"{mapper.class_.__name__}: fast reads need a one-column key")
-        # By identity: ``list.index`` would compare columns with ``==``, which builds SQL.
-        self.pk_index = _position(self.columns, primary_key[0])
-        self.discriminator = (
-            _position(self.columns, mapper.polymorphic_on)
-            if mapper.polymorphic_on is not None
-            else None
-        )
+        part, columns = _Part.of(mapper, 0)
+        self.parts: tuple[_Part, ...] = (part,)
+        self.joined_key: str | None = None
+        if joined is not None:
+            self.joined_key, child = joined
+            child_part, child_columns = _Part.of(child, len(columns))
+            self.parts += (child_part,)
+            columns += child_columns
+        self.columns = columns
         self._build = build
         self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
         # The dialect seen last, checked first (one engine per process is the usual case);
@@ -193,10 +228,17 @@ class QueryShapes:
     def __init__(self) -> None:
         self._queries: dict[Hashable, FastQuery] = {}
 
-    def get(self, key: Hashable, mapper: Mapper[Any], build: Builder) -> FastQuery:
+    def get(
+        self,
+        key: Hashable,
+        mapper: Mapper[Any],
+        build: Builder,
+        *,
+        joined: tuple[str, Mapper[Any]] | None = None,
+    ) -> FastQuery:
         query = self._queries.get(key)
         if query is None:
-            query = FastQuery(mapper, build)
+            query = FastQuery(mapper, build, joined=joined)
             self._queries[key] = query
         return query
 
@@ -212,6 +254,8 @@ async def fetch_objects(
     mapper = query.mapper
     sync = session.sync_session
     if not _session_allows(sync, mapper):
+        return None
+    if query.joined_key is not None and len(sync.identity_map):
         return None
     engine = _borrowable_engine(sync, mapper)
     try:
@@ -271,6 +315,8 @@ async def _run(
 ) -> tuple[_Compiled, list[Any]] | None:
     """Execute on the pooled connection ``fairy``; ``None`` when it is not in a usable state."""
     driver: Any = fairy.driver_connection
+    if not options.get(FAST_READS_OPTION, True):
+        return None
     if not driver.is_in_transaction() and not options.get(AUTOCOMMIT_READS_OPTION):
         return None
     compiled = await query.compiled(dialect, driver)
@@ -356,42 +402,62 @@ def _load(
     session: Session, query: FastQuery, compiled: _Compiled, rows: Sequence[Any]
 ) -> list[Any] | None:
     """Rows to persistent objects of ``session`` (what ``loading._instance`` does for columns)."""
-    mapper = query.mapper
     identity_map = session.identity_map
-    identity_class = mapper._identity_class
-    keys = query.keys
-    key_set = query.key_set
-    pk_index = query.pk_index
-    processors = compiled.processors
-    discriminator = query.discriminator
-    polymorphic_map = mapper.polymorphic_map
-    session_id = session.hash_key
-    objects: list[Any] = []
     # A fresh session (the common case) has nothing to find: skip the per-row lookup.
     # Rows of one result never repeat a primary key, so objects made here cannot collide.
     lookup = identity_map.get if len(identity_map) else None
-    add = identity_map._add_unpresent
+    make = _Maker(session)
+    processors = compiled.processors
+    parts = query.parts
+    first = parts[0]
+    objects: list[Any] = []
     for row in rows:
-        identity_key = (identity_class, (row[pk_index],), None)
-        existing = lookup(identity_key) if lookup is not None else None
-        if existing is not None:
-            if not key_set.issubset(existing.__dict__):
-                return None  # expired attributes: the ORM would refresh them from the row
-            objects.append(existing)
-            continue
         values: Sequence[Any] = row
         if processors:
             values = list(row)
             for index, processor in processors:
                 values[index] = processor(values[index])
-        target = mapper
-        if discriminator is not None:
-            target = polymorphic_map.get(values[discriminator], mapper)
-        instance = target.class_manager.new_instance()
-        state = instance_state(instance)
-        instance.__dict__.update(zip(keys, values))  # noqa: B905 — same length by construction
-        state.key = identity_key  # identity_token stays None: no horizontal sharding
-        state.session_id = session_id
-        add(state, identity_key)
+        identity_key = (first.mapper._identity_class, (values[first.pk_index],), None)
+        existing = lookup(identity_key) if lookup is not None else None
+        if existing is not None:
+            if not first.key_set.issubset(existing.__dict__):
+                return None  # expired attributes: the ORM would refresh them from the row
+            objects.append(existing)
+            continue
+        instance = make(first, values, identity_key)
+        if query.joined_key is not None:
+            child = parts[1]
+            child_key = (child.mapper._identity_class, (values[child.pk_index],), None)
+            related = identity_map.get(child_key)
+            if related is None:
+                related = make(child, values, child_key)
+            instance.__dict__[query.joined_key] = related
         objects.append(instance)
     return objects
+
+
+class _Maker:
+    """Creates one persistent object from a slice of a row, as the ORM loader does."""
+
+    __slots__ = ("add", "session_id")
+
+    def __init__(self, session: Session) -> None:
+        self.add = session.identity_map._add_unpresent
+        self.session_id = session.hash_key
+
+    def __call__(self, part: _Part, values: Sequence[Any], identity_key: Any) -> Any:
+        mapper = part.mapper
+        if part.discriminator is not None:
+            mapper = mapper.polymorphic_map.get(values[part.discriminator], mapper)
+        instance = mapper.class_manager.new_instance()
+        state = instance_state(instance)
+        own = (
+            values
+            if part.start == 0 and part.stop == len(values)
+            else values[part.start : part.stop]
+        )
+        instance.__dict__.update(zip(part.keys, own))  # noqa: B905 — same length by construction
+        state.key = identity_key  # identity_token stays None: no horizontal sharding
+        state.session_id = self.session_id
+        self.add(state, identity_key)
+        return instance

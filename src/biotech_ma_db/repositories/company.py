@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    ARRAY,
     Column,
     ColumnElement,
     Integer,
@@ -17,12 +19,14 @@ from sqlalchemy import (
     bindparam,
     func,
     inspect,
+    literal_column,
     or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
+from sqlalchemy.types import TypeEngine
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company
@@ -191,8 +195,8 @@ class CompanyRepository(Repository[Company]):
             return 0
         async with self._driver_in_savepoint() as (driver, dialect):
             for columns, group in _groups(cleaned).items():
-                sql, params = _upsert_sql(columns, dialect)
-                await driver.executemany(sql, _arguments(group, params))
+                sql, arguments = _upsert_sql(columns, dialect)
+                await driver.executemany(sql, [arguments(row) for row in group])
         # Each row inserts or updates exactly one company.
         return len(cleaned)
 
@@ -216,34 +220,38 @@ def _groups(
     return groups
 
 
-Param = tuple[str, object, Callable[[Any], Any] | None]
-
-
 @functools.lru_cache(maxsize=64)
-def _upsert_sql(columns: tuple[str, ...], dialect: Dialect) -> tuple[str, tuple[Param, ...]]:
-    """The upsert's SQL for ``dialect`` and, per positional parameter, its source.
+def _upsert_sql(
+    columns: tuple[str, ...], dialect: Dialect
+) -> tuple[str, Callable[[dict[str, object]], tuple[object, ...]]]:
+    """The upsert's SQL for ``dialect`` and a function from a cleaned row to its arguments.
 
-    A parameter named after a column takes the row's value; the others (``version + 1``)
-    keep the value bound in the statement.
+    Every parameter is a column of the row.  Bind processors are applied where
+    SQLAlchemy has one that does more than copy a list (validation returns lists).
     """
     compiled = _upsert_statement(columns).compile(dialect=dialect)
-    binds = compiled.binds
-    params = tuple(
-        (name, binds[name].effective_value, binds[name].type._cached_bind_processor(dialect))
-        for name in compiled.positiontup or ()
-    )
-    return compiled.string, params
+    names = tuple(compiled.positiontup or ())
+    processors = {
+        name: processor
+        for name in names
+        if not _copies_list(type_ := compiled.binds[name].type, dialect)
+        and (processor := type_._cached_bind_processor(dialect)) is not None
+    }
+    getter = operator.itemgetter(*names)
+    if not processors:
+        return compiled.string, getter
 
-
-def _arguments(
-    rows: Iterable[dict[str, object]], params: tuple[Param, ...]
-) -> Iterator[tuple[object, ...]]:
-    for row in rows:
-        yield tuple(
-            value if processor is None else processor(value)
-            for name, default, processor in params
-            for value in (row.get(name, default),)
+    def arguments(row: dict[str, object]) -> tuple[object, ...]:
+        return tuple(
+            processors[name](row[name]) if name in processors else row[name] for name in names
         )
+
+    return compiled.string, arguments
+
+
+def _copies_list(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+    """An ``ARRAY`` without an item processor: its bind processor only copies the list."""
+    return isinstance(type_, ARRAY) and type_.item_type._cached_bind_processor(dialect) is None
 
 
 @functools.lru_cache(maxsize=64)
@@ -259,7 +267,8 @@ def _upsert_statement(columns: tuple[str, ...]) -> Insert:
     )
     updates: dict[str, Any] = {name: stmt.excluded[name] for name in columns if name != "ticker"}
     updates["updated_at"] = func.now()
-    updates["version"] = table.c.version + 1
+    # A literal, not a bound parameter: every parameter is then a column of the row.
+    updates["version"] = table.c.version + literal_column("1")
     return stmt.on_conflict_do_update(
         index_elements=[table.c.ticker],
         index_where=table.c.deleted_at.is_(None),

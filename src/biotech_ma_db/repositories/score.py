@@ -8,12 +8,24 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import ScalarSelect, func, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    ScalarSelect,
+    Select,
+    Table,
+    bindparam,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import distinct_on, insert
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import Mapper, contains_eager
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company, MAScore
+from biotech_ma_db.repositories._fast import Builder, QueryShapes
 from biotech_ma_db.repositories.base import Repository, check_id
 from biotech_ma_db.repositories.query import ColumnAttribute, SortSpec, check_limit
 
@@ -143,6 +155,16 @@ class ScoreRepository(Repository[MAScore]):
                 (``DISTINCT ON (company_id)``).
         """
         size = check_limit(limit)
+        day = None if score_date is None else self.rules.value("score_date", score_date)
+        fast = _SHAPES.get(
+            ("top", day is not None),
+            _MAPPER,
+            _top_query(by_date=day is not None),
+            joined=("company", _COMPANY_MAPPER),
+        )
+        found = await self._fast(fast, {"limit": size, "score_date": day})
+        if found is not None:
+            return found
         stmt = (
             select(MAScore)
             .join(MAScore.company)
@@ -152,8 +174,8 @@ class ScoreRepository(Repository[MAScore]):
             .limit(size)
             .execution_options(populate_existing=True)
         )
-        if score_date is not None:
-            stmt = stmt.where(MAScore.score_date == self.rules.value("score_date", score_date))
+        if day is not None:
+            stmt = stmt.where(MAScore.score_date == day)
         else:
             latest = (
                 select(MAScore.id)
@@ -243,3 +265,37 @@ class ScoreRepository(Repository[MAScore]):
             .limit(1)
             .scalar_subquery()
         )
+
+
+def _top_query(*, by_date: bool) -> Builder:
+    """Scores with their company (columns of both), as :meth:`get_top_scores` selects them."""
+
+    def build(columns: Sequence[Column[Any]]) -> Select[Any]:
+        scores, companies = _TABLE, _COMPANIES
+        stmt = (
+            select(*columns)
+            .select_from(scores.join(companies, companies.c.id == scores.c.company_id))
+            .where(companies.c.deleted_at.is_(None))
+        )
+        if by_date:
+            day = bindparam("score_date", type_=scores.c.score_date.type)
+            stmt = stmt.where(scores.c.score_date == day)
+        else:
+            latest = (
+                select(scores.c.id)
+                .ext(distinct_on(scores.c.company_id))
+                .order_by(scores.c.company_id, scores.c.score_date.desc())
+            )
+            stmt = stmt.where(scores.c.id.in_(latest))
+        return stmt.order_by(scores.c.total_score.desc(), scores.c.company_id, scores.c.id).limit(
+            bindparam("limit", type_=Integer())
+        )
+
+    return build
+
+
+_MAPPER: Mapper[MAScore] = inspect(MAScore)
+_COMPANY_MAPPER: Mapper[Company] = inspect(Company)
+_TABLE: Table = MAScore.__table__  # type: ignore[assignment]  # a declarative table
+_COMPANIES: Table = Company.__table__  # type: ignore[assignment]  # a declarative table
+_SHAPES = QueryShapes()
