@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
 
@@ -37,7 +36,6 @@ from biotech_ma_db.repositories.query import (
     check_limit,
     check_offset,
 )
-from biotech_ma_db.repositories.validation import check_json
 
 __all__ = ["SignalRepository"]
 
@@ -60,8 +58,6 @@ _COPY_COLUMNS: Final = (
     "updated_by",
     "change_reason",
 )
-_BLANK: Final[dict[str, object]] = dict.fromkeys(_COPY_COLUMNS)
-_record: Final = operator.itemgetter(*_COPY_COLUMNS)
 _MEDIUM: Final = Severity.MEDIUM.value
 
 
@@ -198,7 +194,7 @@ class SignalRepository(Repository[Signal]):
             raise ValidationError("rows", f"at most {MAX_INGEST_ROWS} rows per call")
         if not materialized:
             return 0
-        records = builtins.list(self._records(materialized))
+        records = self.rules.driver_records(materialized, _COPY_COLUMNS, self._absent())
         table = inspect(Signal).local_table
         async with self._driver_in_savepoint() as (driver, _dialect):
             status = await driver.copy_records_to_table(
@@ -209,32 +205,22 @@ class SignalRepository(Repository[Signal]):
             )
         return int(str(status).rsplit(" ", 1)[-1])
 
-    def _records(self, rows: Sequence[Mapping[str, object]]) -> Iterator[tuple[object, ...]]:
-        rules = self.rules
+    def _absent(self) -> dict[str, object]:
+        """COPY values for columns a row leaves out: the server defaults and audit stamp.
+
+        COPY sends every listed column, so PostgreSQL's defaults never apply: the ones a
+        row may leave out are filled here.
+        """
+        absent: dict[str, object] = {"severity": _MEDIUM, "signal_data": "{}"}
         context = audit_context(self.session.sync_session)
-        defaults: dict[str, object] = dict(_BLANK)
         if context is not None:
             stamp = {
                 "created_by": context.actor,
                 "updated_by": context.actor,
                 "change_reason": context.reason,
             }
-            defaults.update({k: v for k, v in stamp.items() if v is not None})
-        for index, row in enumerate(rows):
-            if type(row) is not dict and not isinstance(row, Mapping):
-                raise ValidationError("rows", "expected a mapping", row=index)
-            data = row.get("signal_data")
-            values = {k: v for k, v in row.items() if k != "signal_data"}
-            cleaned = defaults | rules.create(values, row=index)
-            # The driver's jsonb codec (set up by SQLAlchemy) takes JSON text.
-            cleaned["signal_data"] = (
-                "{}" if data is None else check_json("signal_data", data, row=index)
-            )
-            # Plain strings for the text columns (the cleaned values are enum members).
-            severity = cleaned["severity"]
-            cleaned["severity"] = _MEDIUM if severity is None else severity.value  # type: ignore[attr-defined]  # a Severity once cleaned
-            cleaned["signal_type"] = cleaned["signal_type"].value  # type: ignore[attr-defined]  # a SignalType once cleaned
-            yield _record(cleaned)
+            absent.update({k: v for k, v in stamp.items() if v is not None})
+        return absent
 
     def _window(
         self,

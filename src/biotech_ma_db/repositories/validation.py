@@ -30,8 +30,9 @@ import enum
 import functools
 import json
 import math
+import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Final
@@ -137,6 +138,8 @@ class FieldRule:
         nullable: Whether ``None`` is accepted.
         required: Whether a create must give it.
         writable: Whether callers may set it at all.
+        driver_check: Like ``check``, but returns the value as the driver's COPY and
+            ``executemany`` take it: JSON as compact text, enum members as plain strings.
     """
 
     name: str
@@ -144,6 +147,7 @@ class FieldRule:
     nullable: bool
     required: bool
     writable: bool
+    driver_check: Check = field(default=lambda value: value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +213,73 @@ class ModelRules:
         except _Invalid as exc:
             raise ValidationError(name, exc.problem) from None
 
+    def driver_records(
+        self,
+        rows: Iterable[object],
+        columns: Sequence[str],
+        absent: Mapping[str, object],
+    ) -> list[tuple[object, ...]]:
+        """Check every row of a bulk write; returns one driver record per row.
+
+        The same rules as :meth:`create`, in one tight loop and with values as the driver
+        takes them (see :attr:`FieldRule.driver_check`): bulk writes spend most of their
+        client time here, and all of it before anything is sent.
+
+        Args:
+            rows: Mappings of column values.
+            columns: The record's columns, in order.
+            absent: Values for columns a row leaves out (otherwise ``None``).
+
+        Raises:
+            ValidationError: Naming the row index and the field, at the first bad value.
+        """
+        writable = self._driver_writable
+        required = self.required
+        pairs = self.pairs
+        build = operator.itemgetter(*columns)
+        blank = dict.fromkeys(columns) | dict(absent)
+        records: list[tuple[object, ...]] = []
+        append = records.append
+        index, name = 0, ""
+        try:
+            for index, row in enumerate(rows):
+                if type(row) is not dict and not isinstance(row, Mapping):
+                    raise ValidationError("rows", "expected a mapping", row=index)
+                out = blank.copy()
+                for name, value in row.items():
+                    entry = writable.get(name)
+                    if entry is None:
+                        raise self._not_writable(name, index)
+                    if value is None:
+                        if not entry[1]:
+                            raise ValidationError(name, "may not be None", row=index)
+                        out[name] = None
+                    else:
+                        out[name] = entry[0](value)
+                for name in required:
+                    if out[name] is None:
+                        raise ValidationError(name, "is required", row=index)
+                if pairs:
+                    self._check_pairs(out, index)
+                append(build(out))
+        except _Invalid as exc:
+            raise ValidationError(name, exc.problem, row=index) from None
+        return records
+
     @functools.cached_property
     def _writable(self) -> dict[str, tuple[Check, bool]]:
         """``name -> (check, nullable)`` of the writable fields (the hot loop's table)."""
         return {n: (r.check, r.nullable) for n, r in self.fields.items() if r.writable}
+
+    @functools.cached_property
+    def _driver_writable(self) -> dict[str, tuple[Check, bool]]:
+        """As :attr:`_writable`, with the checks that return driver values."""
+        return {n: (r.driver_check, r.nullable) for n, r in self.fields.items() if r.writable}
+
+    def _not_writable(self, name: object, row: int | None) -> ValidationError:
+        if name in self.fields:
+            return ValidationError(str(name), "is read-only", row=row)
+        return ValidationError(str(name)[:64], "unknown field", row=row)
 
     def _clean(self, values: Mapping[str, object], *, row: int | None) -> dict[str, object]:
         writable = self._writable
@@ -220,9 +287,7 @@ class ModelRules:
         for name, value in values.items():
             entry = writable.get(name)
             if entry is None:
-                if name in self.fields:
-                    raise ValidationError(name, "is read-only", row=row)
-                raise ValidationError(str(name)[:64], "unknown field", row=row)
+                raise self._not_writable(name, row)
             if value is None:
                 if not entry[1]:
                     raise ValidationError(name, "may not be None", row=row)
@@ -279,12 +344,14 @@ def rules_for(model: type[Base]) -> ModelRules:
             or column.server_default is not None
             or column.identity is not None
         )
+        column_limits = limits.get(column.name, _Limits())
         fields[attr.key] = FieldRule(
             name=attr.key,
-            check=_column_check(column, limits.get(column.name, _Limits())),
+            check=_column_check(column, column_limits, driver=False),
             nullable=bool(column.nullable),
             required=not read_only and not column.nullable and not has_default,
             writable=not read_only,
+            driver_check=_column_check(column, column_limits, driver=True),
         )
     required = tuple(name for name, rule in fields.items() if rule.required)
     return ModelRules(model=model, fields=fields, pairs=tuple(pairs), required=required)
@@ -323,26 +390,28 @@ def _parse_checks(constraints: Iterable[object]) -> tuple[dict[str, _Limits], li
     return limits, pairs
 
 
-def _column_check(column: Column[object], limits: _Limits) -> Check:
+def _column_check(column: Column[object], limits: _Limits, *, driver: bool) -> Check:
     column_type = column.type
     if column.name.endswith("_usd") and limits.minimum is None:
         limits.minimum = Decimal(0)
     if column.foreign_keys and limits.minimum is None:
         limits.minimum, limits.min_inclusive = Decimal(0), False
-    return _type_check(column_type, column.name, limits)
+    return _type_check(column_type, column.name, limits, driver=driver)
 
 
-def _type_check(column_type: TypeEngine[object], name: str, limits: _Limits) -> Check:
+def _type_check(
+    column_type: TypeEngine[object], name: str, limits: _Limits, *, driver: bool
+) -> Check:
     if isinstance(column_type, Enum) and column_type.enum_class is not None:
         enum_class = column_type.enum_class
         if issubclass(enum_class, enum.StrEnum):
-            return _enum_check(enum_class)
+            return _enum_check(enum_class, driver=driver)
     if isinstance(column_type, ARRAY):
         item_limits = _Limits()
-        item = _type_check(column_type.item_type, name, item_limits)
+        item = _type_check(column_type.item_type, name, item_limits, driver=driver)
         return _array_check(item, limits.allowed_items)
     if isinstance(column_type, JSONB | JSON):
-        return _json_check
+        return _json_text_check if driver else _json_check
     if isinstance(column_type, Boolean):
         return _bool_check
     if isinstance(column_type, DateTime):
@@ -393,8 +462,10 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _enum_check(enum_class: type[enum.StrEnum]) -> Check:
-    members = {member.value: member for member in enum_class}
+def _enum_check(enum_class: type[enum.StrEnum], *, driver: bool) -> Check:
+    members: dict[str, object] = {
+        member.value: (str(member.value) if driver else member) for member in enum_class
+    }
     allowed = ", ".join(members)
 
     def check(value: object) -> object:
@@ -506,7 +577,38 @@ def _json_check(value: object) -> object:
     return dict(value)
 
 
+def _json_text_check(value: object) -> object:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"expected a mapping, got {type(value).__name__}")
+    return json_text(value)
+
+
 _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json_chunks() -> Callable[[object], str]:
+    """``_JSON_ENCODER.encode``, built once: ``encode`` sets up a new C encoder per call.
+
+    No cycle tracking (``markers=None``): a cyclic document ends in ``RecursionError``,
+    which :func:`json_text` refuses like any over-deep nesting.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:  # pure-Python json (e.g. PyPy): the plain path
+        return _JSON_ENCODER.encode
+    encode = make(None, _not_json, escape, None, ":", ",", False, False, False)
+
+    def chunks(value: object) -> str:
+        return "".join(encode(value, 0))
+
+    return chunks
+
+
+_encode_json: Final = _json_chunks()
 
 # An escaped NUL (\u0000) that is not itself an escaped backslash followed by "u0000".
 _JSON_NUL: Final = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -523,7 +625,7 @@ def json_text(value: object) -> str:
         _Invalid: With the reason.
     """
     try:
-        text = _JSON_ENCODER.encode(value)
+        text = _encode_json(value)
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"is not JSON ({exc})") from None
     except RecursionError:

@@ -1,0 +1,132 @@
+"""The bulk-write validator returns what the row-by-row one does, in driver form."""
+
+from __future__ import annotations
+
+import enum
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from biotech_ma_db import sampledata
+from biotech_ma_db.errors import ValidationError
+from biotech_ma_db.models import Company, Signal
+from biotech_ma_db.repositories.validation import check_json, json_text, rules_for
+
+SIGNAL_COLUMNS = ("company_id", "signal_type", "event_date", "severity", "title", "signal_data")
+ABSENT = {"severity": "medium", "signal_data": "{}"}
+
+
+def _signal_rows(count: int) -> list[dict[str, Any]]:
+    spec = sampledata.DatasetSpec(companies=1, signals=count, seed=7, batch_size=count)
+    rows = next(iter(sampledata.signals(spec, list(range(1, 51)))))
+    return [{k: v for k, v in row.items() if k in SIGNAL_COLUMNS} for row in rows]
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def test_records_match_create() -> None:
+    rules = rules_for(Signal)
+    rows = _signal_rows(300)
+    records = rules.driver_records(rows, SIGNAL_COLUMNS, ABSENT)
+    for row, record in zip(rows, records, strict=True):
+        cleaned = rules.create(row)
+        expected = tuple(
+            json_text(cleaned[c]) if c == "signal_data" else _plain(cleaned.get(c))
+            for c in SIGNAL_COLUMNS
+        )
+        assert record == expected
+        assert type(record[1]) is str  # a plain string, not the enum member
+
+
+def test_absent_columns_take_the_given_values() -> None:
+    rules = rules_for(Signal)
+    row = _signal_rows(1)[0]
+    del row["severity"], row["signal_data"]
+    (record,) = rules.driver_records([row], SIGNAL_COLUMNS, ABSENT)
+    assert (record[3], record[5]) == ("medium", "{}")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("signal_type", "rumour", "is not one of"),
+        ("signal_data", [1], "expected a mapping"),
+        ("signal_data", {"x": float("nan")}, "is not JSON"),
+        ("title", None, "may not be None"),
+        ("id", 5, "is read-only"),
+        ("colour", "red", "unknown field"),
+    ],
+)
+def test_first_bad_value_names_row_and_field(field: str, value: object, problem: str) -> None:
+    rows = _signal_rows(5)
+    rows[3][field] = value
+    with pytest.raises(ValidationError) as caught:
+        rules_for(Signal).driver_records(rows, SIGNAL_COLUMNS, ABSENT)
+    assert (caught.value.row, caught.value.field) == (3, field)
+    assert problem in caught.value.problem
+
+
+def test_missing_required_field() -> None:
+    rows = _signal_rows(2)
+    del rows[1]["title"]
+    with pytest.raises(ValidationError) as caught:
+        rules_for(Signal).driver_records(rows, SIGNAL_COLUMNS, ABSENT)
+    assert (caught.value.row, caught.value.field, caught.value.problem) == (
+        1,
+        "title",
+        "is required",
+    )
+
+
+def test_company_numbers_come_out_as_decimal() -> None:
+    (record,) = rules_for(Company).driver_records(
+        [{"ticker": "ABC", "name": "A", "market_cap_usd": 1.5}],
+        ("ticker", "name", "market_cap_usd"),
+        {},
+    )
+    assert record == ("ABC", "A", Decimal("1.5"))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=st.dictionaries(st.text(), JSON_VALUES, max_size=5))
+def test_json_text_is_compact_json(document: dict[str, object]) -> None:
+    strings = _strings(document)
+    refusable = any("\x00" in s or any(0xD800 <= ord(c) <= 0xDFFF for c in s) for s in strings)
+    try:
+        text = json_text(document)
+    except Exception:  # noqa: BLE001 — only NULs and lone surrogates may be refused
+        assert refusable
+        return
+    assert not refusable
+    assert text == json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def test_json_text_refuses_cycles_and_sets() -> None:
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    for bad in (cyclic, {"s": {1}}, {"d": Decimal(1)}):
+        with pytest.raises(ValidationError, match=r"nested too deeply|is not JSON"):
+            check_json("signal_data", bad)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
