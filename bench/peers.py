@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 import asyncpg
 from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from bench import data
 from bench.peer_models import PeerCompany, PeerScore, PeerSignal
@@ -63,10 +63,10 @@ BY_COMPANY_SQL = (
     "ORDER BY event_date DESC, id DESC LIMIT 50"
 )
 TOP_SQL = (
-    f"SELECT {_SCORE_COLS}, c.* FROM ma_scores s JOIN companies c "
-    "ON c.id = s.company_id AND c.deleted_at IS NULL "
-    "WHERE s.id IN (SELECT DISTINCT ON (company_id) id FROM ma_scores "
-    "ORDER BY company_id, score_date DESC) "
+    f"SELECT {_SCORE_COLS}, c.* FROM companies c "
+    "JOIN LATERAL (SELECT l.id FROM ma_scores l WHERE l.company_id = c.id "
+    "ORDER BY l.score_date DESC LIMIT 1) latest ON true "
+    "JOIN ma_scores s ON s.id = latest.id WHERE c.deleted_at IS NULL "
     "ORDER BY s.total_score DESC, s.company_id, s.id LIMIT $1"
 )
 PERCENTILE_SQL = (
@@ -219,11 +219,21 @@ def _sa_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0)
 
 
-def _latest_scores() -> Any:
+def _scores_with_latest() -> Any:
+    """``select(PeerScore)`` from each company's latest score (the library's LATERAL probe)."""
+    inner = aliased(PeerScore)
+    latest = (
+        select(inner.id)
+        .where(inner.company_id == PeerCompany.id)
+        .order_by(inner.score_date.desc())
+        .limit(1)
+        .lateral("latest")
+    )
     return (
-        select(PeerScore.id)
-        .distinct(PeerScore.company_id)
-        .order_by(PeerScore.company_id, PeerScore.score_date.desc())
+        select(PeerScore)
+        .select_from(PeerCompany)
+        .join(latest, true())
+        .join(PeerScore, PeerScore.id == latest.c.id)
     )
 
 
@@ -364,9 +374,8 @@ class SqlAlchemyOrm(Peer):
             for _ in range(count):
                 rows = (
                     await session.scalars(
-                        select(PeerScore)
-                        .join(PeerScore.company)
-                        .where(PeerCompany.deleted_at.is_(None), PeerScore.id.in_(_latest_scores()))
+                        _scores_with_latest()
+                        .where(PeerCompany.deleted_at.is_(None))
                         .options(contains_eager(PeerScore.company))
                         .order_by(PeerScore.total_score.desc(), PeerScore.company_id, PeerScore.id)
                         .limit(PAGE)
@@ -477,11 +486,10 @@ class AdvancedAlchemy(SqlAlchemyOrm):
         total = 0
         async with self.session() as session:
             repo = _ScoreRepo(session=session)
-            base = select(PeerScore).join(PeerScore.company)
+            base = _scores_with_latest()
             for _ in range(count):
                 rows = await repo.list(
                     PeerCompany.deleted_at.is_(None),
-                    PeerScore.id.in_(_latest_scores()),
                     OrderBy("total_score", "desc"),
                     LimitOffset(PAGE, 0),
                     statement=base,

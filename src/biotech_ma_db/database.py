@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
@@ -50,6 +51,7 @@ __all__ = [
     "Database",
     "HealthReport",
     "PoolStatus",
+    "deferred_ping",
 ]
 
 logger = logging.getLogger("biotech_ma_db")
@@ -408,6 +410,25 @@ def _install_engine_hooks(engine: AsyncEngine, settings: DatabaseSettings) -> No
         )
 
 
+_PING_DEFERRED: Final[ContextVar[bool]] = ContextVar("biotech_ma_db.ping_deferred", default=False)
+
+
+@contextmanager
+def deferred_ping() -> Iterator[None]:
+    """Pool checkouts in this block (this task only) skip the pre-ping.
+
+    For a caller whose first statement probes the connection as well as a ping would: a
+    lone ``SELECT`` outside a transaction, which the caller re-runs on a freshly checked
+    out (and pinged) connection if the first one turns out to be dead.  That saves the
+    ping's round trip on every healthy checkout and costs nothing on a dead one.
+    """
+    token = _PING_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _PING_DEFERRED.reset(token)
+
+
 def _ping_one_round_trip(dbapi_connection: Any) -> bool:
     """Pre-ping with one empty statement instead of ``BEGIN``; ``;``; ``ROLLBACK``.
 
@@ -415,7 +436,10 @@ def _ping_one_round_trip(dbapi_connection: Any) -> bool:
     pgbouncer in transaction mode; talking to PostgreSQL directly, one round trip tests
     the connection just as well (the pgbouncer preset keeps SQLAlchemy's ping).  Failures
     go through the adapter's own translation, so the pool sees the same disconnect errors.
+    Inside :func:`deferred_ping` the caller's own statement is the probe.
     """
+    if _PING_DEFERRED.get():
+        return True
     try:
         await_(dbapi_connection.driver_connection.fetchrow(";"))
     except Exception as error:  # noqa: BLE001 — the adapter raises it as its DBAPI error

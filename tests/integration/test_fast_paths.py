@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -323,6 +323,31 @@ class TestPlainSessions:
         for _ in range(3):
             async with fresh_database.session() as session:
                 assert await CompanyRepository(session).get_by_ticker("NONE") is None
+
+    async def test_borrowed_read_is_its_own_ping(self, fresh_database: Database) -> None:
+        """A borrowed read sends one statement; a checkout for the ORM path is pinged."""
+        async with fresh_database.session() as session:
+            company = await make_company(session)
+        url = fresh_database.engine.url.render_as_string(hide_password=False)
+        sent: list[str] = []
+        async with Database.from_url(url, pool_size=1) as db:
+
+            def log_queries(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.driver_connection.add_query_logger(
+                    lambda logged: sent.append(logged.query)
+                )
+
+            event.listen(db.engine.sync_engine, "connect", log_queries)
+            for _ in range(3):
+                async with db.session() as session:
+                    found = await CompanyRepository(session).get_by_ticker(company.ticker)
+                    assert found is not None
+            async with db.session() as session:
+                assert await CompanyRepository(session).count() >= 1
+        # Loggers run as loop callbacks: the round trips above have let them all run.
+        reads, orm = sent[:3], sent[3:]
+        assert all("FROM companies" in query for query in reads), sent
+        assert orm[0] == ";", sent  # the ORM path's checkout still pings
 
     async def test_pgbouncer_preset_keeps_the_orm_path(
         self, fresh_database: Database, fast_calls: list[int]

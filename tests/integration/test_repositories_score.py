@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from biotech_ma_db import (
@@ -158,6 +159,34 @@ class TestReads:
 
         on_day = await repo.get_top_scores(limit=2, score_date=day)
         assert [s.company_id for s in on_day][:1] == [low.id]
+
+    async def test_top_scores_match_distinct_on(self, db_session: AsyncSession) -> None:
+        """The per-company index probe returns what ``DISTINCT ON (company_id)`` does."""
+        repo = ScoreRepository(db_session)
+        start = dt.date(1998, 1, 1)
+        for n in range(30):
+            company = await make_company(db_session)
+            for week in range(n % 4 + 1):
+                await make_score(
+                    db_session,
+                    company_id=company.id,
+                    score_date=start + dt.timedelta(weeks=week),
+                    total_score=Decimal((n * 37 + week * 11) % 100),
+                )
+            if n % 7 == 0:
+                company.deleted_at = dt.datetime.now(dt.UTC)
+        await db_session.flush()
+        expected = (
+            await db_session.execute(
+                text(
+                    "SELECT s.id FROM ma_scores s JOIN companies c ON c.id = s.company_id "
+                    "WHERE c.deleted_at IS NULL AND s.id IN (SELECT DISTINCT ON (company_id) id "
+                    "FROM ma_scores ORDER BY company_id, score_date DESC) "
+                    "ORDER BY s.total_score DESC, s.company_id, s.id LIMIT 500"
+                )
+            )
+        ).scalars()
+        assert [s.id for s in await repo.get_top_scores(limit=500)] == list(expected)
 
     async def test_top_scores_bad_limit(self, db_session: AsyncSession) -> None:
         with pytest.raises(InvalidQueryError, match="limit"):

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import text
 
-from biotech_ma_db import Database
+from biotech_ma_db import CompanyRepository, Database
 from biotech_ma_db.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -95,6 +95,39 @@ class TestStalePool:
             ops=20,
             failed=failed[True],
             failed_without_pre_ping=failed[False],
+        )
+
+
+class TestStalePoolBorrowedReads:
+    """T-NET-1 for the fast read path: no ping on checkout, one retry on a dead connection."""
+
+    async def test_killed_backends_cost_no_reader_an_error(
+        self, make_db: MakeDb, admin: Admin, report: Report
+    ) -> None:
+        db = make_db(pool_size=5)
+        async with db.unit_of_work() as uow:
+            company = await uow.companies.create(ticker="STALE", name="Stale Pool Bio")
+            await uow.commit()
+        pids = await _fill_pool(db, 5)
+        assert await admin.terminate(pids) == 5
+        await _wait_gone(admin, pids)
+        failed = 0
+        for _ in range(20):
+            try:
+                async with db.session() as session:
+                    found = await CompanyRepository(session).get_by_ticker("STALE")
+                    assert found is not None
+                    assert found.id == company.id
+            except DatabaseError:
+                failed += 1
+        assert failed == 0
+        assert db.pool_status().checked_out == 0
+        report(
+            "T-NET-1",
+            f"fast reads: 5 backends killed, {failed}/20 reads failed (ping deferred to the read)",
+            killed=5,
+            ops=20,
+            failed=failed,
         )
 
 

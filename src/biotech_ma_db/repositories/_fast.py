@@ -67,6 +67,7 @@ from biotech_ma_db.database import (
     FAST_READS_OPTION,
     PLAIN_SESSION_KEY,
     SLOW_QUERY_OPTION,
+    deferred_ping,
 )
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.models.soft_delete import soft_delete_filter
@@ -81,6 +82,8 @@ Builder = Callable[[Sequence[Column[Any]]], Select[Any]]
 _ALLOWED_ORM_HOOKS: Final = frozenset({soft_delete_filter})
 _CONNECTION_KEY: Final = "biotech_ma_db.fast_connection"
 _SLOW_QUERY_TEXT_LIMIT: Final = 500
+_CLOSED_CONNECTION_NAMES: Final = frozenset({"ConnectionDoesNotExistError", "InterfaceError"})
+_SESSION_ENDED_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 _BROKEN_CONNECTION_NAMES: Final = frozenset(
     {"InterfaceError", "InternalClientError", "ConnectionDoesNotExistError", "TimeoutError"}
 )
@@ -292,8 +295,28 @@ async def fetch_objects(
 async def _run_borrowed(
     engine: Engine, query: FastQuery, values: Mapping[str, object]
 ) -> tuple[_Compiled, list[Any]] | None:
-    """Run on a connection borrowed from the pool for this one statement."""
+    """Run on a connection borrowed from the pool for this one statement.
+
+    The checkout skips the pre-ping (:func:`deferred_ping`): this lone ``SELECT`` outside
+    a transaction probes the connection itself, and if the connection turns out to have
+    died while idle, the statement runs once more on a fresh, pinged checkout, so the
+    caller sees no error a ping would have spared it.
+    """
+    with deferred_ping():
+        fairy = await greenlet_spawn(engine.raw_connection)
+    try:
+        return await _run_on(fairy, engine, query, values)
+    except Exception as exc:
+        if not _dead_on_arrival(exc):
+            raise
     fairy = await greenlet_spawn(engine.raw_connection)
+    return await _run_on(fairy, engine, query, values)
+
+
+async def _run_on(
+    fairy: PoolProxiedConnection, engine: Engine, query: FastQuery, values: Mapping[str, object]
+) -> tuple[_Compiled, list[Any]] | None:
+    """Run on the checked-out ``fairy`` and give it back (invalidated if it broke)."""
     try:
         return await _run(query, values, fairy, engine.dialect, engine.get_execution_options())
     except BaseException as exc:
@@ -387,6 +410,22 @@ async def _connection(session: AsyncSession, sync: Session, mapper: Mapper[Any])
     connection = await session.connection(bind_arguments={"mapper": mapper})
     sync.info[_CONNECTION_KEY] = (sync.get_transaction(), mapper, connection)
     return connection
+
+
+def _dead_on_arrival(exc: Exception) -> bool:
+    """Whether a statement failed because its connection had died before it was sent.
+
+    The socket was closed or reset, or the server had ended the session (administrator
+    command, shutdown, crash recovery): what a pre-ping would have caught.  Not a
+    timeout: a server that does not answer would not have answered a ping either, and
+    waiting twice would double the caller's stall.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _SESSION_ENDED_STATES or sqlstate.startswith("08")
+    if isinstance(exc, OSError):
+        return not isinstance(exc, TimeoutError)
+    return any(cls.__name__ in _CLOSED_CONNECTION_NAMES for cls in type(exc).__mro__)
 
 
 def _breaks_connection(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Integer,
     ScalarSelect,
     Select,
@@ -18,10 +19,12 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    true,
     update,
 )
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapper, contains_eager
+from sqlalchemy.sql.selectable import LateralFromClause
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company, MAScore
@@ -152,7 +155,7 @@ class ScoreRepository(Repository[MAScore]):
         Args:
             limit: How many (1..500).
             score_date: Scores of that day; by default each company's latest score
-                (``DISTINCT ON (company_id)``).
+                (found per company through the ``(company_id, score_date)`` index).
         """
         size = check_limit(limit)
         day = None if score_date is None else self.rules.value("score_date", score_date)
@@ -165,24 +168,23 @@ class ScoreRepository(Repository[MAScore]):
         found = await self._fast(fast, {"limit": size, "score_date": day})
         if found is not None:
             return found
+        if day is not None:
+            stmt = select(MAScore).join(MAScore.company).where(MAScore.score_date == day)
+        else:
+            latest = _latest_score_ids(_COMPANIES.c.id)
+            stmt = (
+                select(MAScore)
+                .select_from(Company)
+                .join(latest, true())
+                .join(MAScore, MAScore.id == latest.c.id)
+            )
         stmt = (
-            select(MAScore)
-            .join(MAScore.company)
-            .where(Company.deleted_at.is_(None))
+            stmt.where(Company.deleted_at.is_(None))
             .options(contains_eager(MAScore.company))
             .order_by(MAScore.total_score.desc(), MAScore.company_id, MAScore.id)
             .limit(size)
             .execution_options(populate_existing=True)
         )
-        if day is not None:
-            stmt = stmt.where(MAScore.score_date == day)
-        else:
-            latest = (
-                select(MAScore.id)
-                .ext(distinct_on(MAScore.company_id))
-                .order_by(MAScore.company_id, MAScore.score_date.desc())
-            )
-            stmt = stmt.where(MAScore.id.in_(latest))
         return await self._scalars(stmt)
 
     async def update_percentile_ranks(self, score_date: dt.date | None = None) -> int:
@@ -272,26 +274,37 @@ def _top_query(*, by_date: bool) -> Builder:
 
     def build(columns: Sequence[Column[Any]]) -> Select[Any]:
         scores, companies = _TABLE, _COMPANIES
-        stmt = (
-            select(*columns)
-            .select_from(scores.join(companies, companies.c.id == scores.c.company_id))
-            .where(companies.c.deleted_at.is_(None))
-        )
         if by_date:
             day = bindparam("score_date", type_=scores.c.score_date.type)
-            stmt = stmt.where(scores.c.score_date == day)
+            source = scores.join(companies, companies.c.id == scores.c.company_id)
+            stmt = select(*columns).select_from(source).where(scores.c.score_date == day)
         else:
-            latest = (
-                select(scores.c.id)
-                .ext(distinct_on(scores.c.company_id))
-                .order_by(scores.c.company_id, scores.c.score_date.desc())
-            )
-            stmt = stmt.where(scores.c.id.in_(latest))
-        return stmt.order_by(scores.c.total_score.desc(), scores.c.company_id, scores.c.id).limit(
-            bindparam("limit", type_=Integer())
+            latest = _latest_score_ids(companies.c.id)
+            source = companies.join(latest, true()).join(scores, scores.c.id == latest.c.id)
+            stmt = select(*columns).select_from(source)
+        return (
+            stmt.where(companies.c.deleted_at.is_(None))
+            .order_by(scores.c.total_score.desc(), scores.c.company_id, scores.c.id)
+            .limit(bindparam("limit", type_=Integer()))
         )
 
     return build
+
+
+def _latest_score_ids(company_id: ColumnElement[int]) -> LateralFromClause:
+    """``LATERAL``: the id of the latest score of ``company_id`` (an outer column).
+
+    One backward probe of the unique ``(company_id, score_date)`` index per company, where
+    ``DISTINCT ON (company_id)`` would sort or walk every score there is.
+    """
+    inner = _TABLE.alias("scored")
+    return (
+        select(inner.c.id)
+        .where(inner.c.company_id == company_id)
+        .order_by(inner.c.score_date.desc())
+        .limit(1)
+        .lateral("latest_score")
+    )
 
 
 _MAPPER: Mapper[MAScore] = inspect(MAScore)
