@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 from decimal import Decimal
@@ -18,6 +19,7 @@ from biotech_ma_db.repositories.validation import check_json, json_text, rules_f
 
 SIGNAL_COLUMNS = ("company_id", "signal_type", "event_date", "severity", "title", "signal_data")
 ABSENT = {"severity": "medium", "signal_data": "{}"}
+_DROP = object()
 
 
 def _signal_rows(count: int) -> list[dict[str, Any]]:
@@ -134,3 +136,60 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item)]
     return []
+
+
+ODD_VALUES = st.sampled_from(
+    [
+        None,
+        0,
+        -1,
+        2**40,
+        True,
+        1.5,
+        float("inf"),
+        Decimal("NaN"),
+        Decimal("12345678.9"),
+        Decimal("-100.01"),
+        "",
+        "x" * 10_001,
+        "nul\x00",
+        "\ud800",
+        "ümlaut",
+        "medium",
+        "rumour",
+        dt.datetime(2024, 1, 1),  # noqa: DTZ001 — naive on purpose: made UTC
+        dt.date(2024, 1, 1),
+        {"k": [1, "v"]},
+        {"k": {1, 2}},
+        [1],
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.integers(0, 7),
+            st.sampled_from([*SIGNAL_COLUMNS, "ma_impact_score", "description", "id", "x"]),
+            ODD_VALUES | st.just(_DROP),
+        ),
+        max_size=3,
+    )
+)
+def test_column_checks_agree_with_row_checks(changes: list[tuple[int, str, object]]) -> None:
+    """Checked a column at a time or a row at a time: the same records, or the same error."""
+    rules = rules_for(Signal)
+    rows = _signal_rows(8)
+    for index, name, value in changes:
+        if value is _DROP:
+            rows[index].pop(name, None)
+        else:
+            rows[index][name] = value
+    outcomes = []
+    for check in (rules.driver_records, rules._records_by_row):
+        try:
+            outcomes.append(check(rows, SIGNAL_COLUMNS, ABSENT))
+        except ValidationError as exc:
+            outcomes.append((exc.row, exc.field, exc.problem))
+    assert outcomes[0] == outcomes[1]
