@@ -128,27 +128,6 @@ def resolve_order(
     Raises:
         InvalidQueryError: For a name outside ``sortable``, a bad direction or shape.
     """
-    if isinstance(spec, str):
-        # Text specs repeat on every page of a listing: resolve each one once.
-        cached = _RESOLVED.get((spec, id(sortable), id(id_column)))
-        if cached is not None and cached[0] is sortable and cached[1] is id_column:
-            return list(cached[2])
-        keys = _resolve(spec, sortable, id_column)
-        if len(_RESOLVED) < _RESOLVED_LIMIT:
-            _RESOLVED[(spec, id(sortable), id(id_column))] = (sortable, id_column, tuple(keys))
-        return keys
-    return _resolve(spec, sortable, id_column)
-
-
-_RESOLVED: dict[tuple[str, int, int], tuple[object, object, tuple[OrderKey, ...]]] = {}
-_RESOLVED_LIMIT: Final = 1_000  # specs come from code and whitelists; bound it anyway
-
-
-def _resolve(
-    spec: SortSpec | None,
-    sortable: Mapping[str, ColumnAttribute],
-    id_column: ColumnAttribute,
-) -> list[OrderKey]:
     keys: list[OrderKey] = []
     for name, direction in _split_spec(spec):
         column = sortable.get(name)
