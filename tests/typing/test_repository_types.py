@@ -7,6 +7,7 @@ also runs as an ordinary test against the ``db_session`` and ``uow`` fixtures.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import assert_type
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from biotech_ma_db import (
     Client,
     Company,
     CompanyRepository,
+    CompanyRow,
     Database,
     DevelopmentPhase,
     DrugCandidate,
@@ -49,6 +51,9 @@ class TestRepositoryTypes:
         assert_type(await companies.page_with_total(limit=1), OffsetPage[Company])
         assert_type(await companies.get_by_ticker("NONE"), Company | None)
         assert_type(await companies.search(query="x"), list[Company])
+        rows = await companies.search_rows(query="x")
+        assert_type(rows, list[CompanyRow])
+        assert_type([row.market_cap_usd for row in rows], list[Decimal | None])
         created = await companies.create(ticker="TYPE", name="Typed")
         assert_type(created, Company)
         assert_type(await companies.update(created.id, name="Re-typed"), Company)

@@ -18,7 +18,7 @@ from biotech_ma_db.models.base import (
     VersionMixin,
 )
 from biotech_ma_db.models.client import Client
-from biotech_ma_db.models.company import Company
+from biotech_ma_db.models.company import Company, CompanyRow
 from biotech_ma_db.models.drug_candidate import DrugCandidate
 from biotech_ma_db.models.enums import (
     AuditAction,
@@ -61,6 +61,7 @@ __all__ = [
     "Client",
     "ClinicalTrialSignal",
     "Company",
+    "CompanyRow",
     "DeliveryStatus",
     "DevelopmentPhase",
     "DrugCandidate",

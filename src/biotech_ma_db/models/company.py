@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import Boolean, CheckConstraint, Computed, Index, Numeric, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from biotech_ma_db.models.score import MAScore
     from biotech_ma_db.models.signal import Signal
 
-__all__ = ["CASH_CONSTRAINED_MONTHS", "TICKER_PATTERN", "Company"]
+__all__ = ["CASH_CONSTRAINED_MONTHS", "TICKER_PATTERN", "Company", "CompanyRow"]
 
 TICKER_PATTERN = "^[A-Z][A-Z0-9.-]{0,9}$"
 """Upper-case exchange symbol such as ``ABCD``, ``BRK.B`` or ``RDS-A`` (at most 10 characters)."""
@@ -102,3 +103,39 @@ class Company(SoftDeleteMixin, VersionMixin, AuditMixin, TimestampMixin, Base):
         CheckConstraint("employee_count >= 0", name="employee_count_non_negative"),
         *(CheckConstraint(f"{c} >= 0", name=f"{c}_non_negative") for c in _MONEY_COLUMNS),
     )
+
+
+class CompanyRow(NamedTuple):
+    """A company's columns as a plain immutable tuple, not tracked by any session.
+
+    What :meth:`CompanyRepository.search_rows
+    <biotech_ma_db.repositories.CompanyRepository.search_rows>` returns for listings that
+    are read and serialized but not changed: the same values as :class:`Company`'s
+    attributes, at the cost of one tuple per row instead of a tracked object.  It is a
+    snapshot: changing it changes nothing in the database.  ``row._asdict()`` gives a dict.
+
+    The fields are :class:`Company`'s column attributes in mapper order (a test pins it).
+    """
+
+    id: int
+    ticker: str
+    name: str
+    exchange: str | None
+    market_cap_usd: Decimal | None
+    cash_position_usd: Decimal | None
+    quarterly_burn_usd: Decimal | None
+    total_debt_usd: Decimal | None
+    revenue_ttm_usd: Decimal | None
+    employee_count: int | None
+    headquarters_country: str | None
+    founded_year: int | None
+    therapeutic_areas: list[str]
+    cash_runway_months: Decimal | None
+    cash_constrained: bool
+    deleted_at: dt.datetime | None
+    version: int
+    created_by: str | None
+    updated_by: str | None
+    change_reason: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime

@@ -14,6 +14,10 @@ itself in client CPU.  For the hot domain reads (``get_by_ticker``, ``search``,
    column loads: an object already in the identity map is returned as it is, a new one is
    created, filled and registered in the identity map.
 
+:func:`fetch_rows` runs the same queries for listings that need no tracked objects
+(``CompanyRepository.search_rows``): each row becomes a ``NamedTuple`` of the model's
+columns and nothing enters the identity map, which is most of the client cost of a page.
+
 The objects are the same as the ORM path would return (``tests/integration/
 test_fast_paths.py`` pins that).  Wherever the ORM path would do something more, the fast
 path declines (:func:`fetch_objects` returns ``None``) and the repository runs its ordinary
@@ -51,7 +55,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, TypeVar
 
 from sqlalchemy import ARRAY, Column, Select
 from sqlalchemy.engine import Dialect, Engine
@@ -72,11 +76,12 @@ from biotech_ma_db.database import (
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.models.soft_delete import soft_delete_filter
 
-__all__ = ["FastQuery", "QueryShapes", "fetch_objects"]
+__all__ = ["FastQuery", "QueryShapes", "fetch_objects", "fetch_rows"]
 
 slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
 
 Processor = Callable[[Any], Any]
+RowT = TypeVar("RowT", bound=NamedTuple)
 Builder = Callable[[Sequence[Column[Any]]], Select[Any]]
 
 _ALLOWED_ORM_HOOKS: Final = frozenset({soft_delete_filter})
@@ -254,42 +259,85 @@ async def fetch_objects(
     Raises:
         DatabaseError: The library's typed errors, as on the ORM path.
     """
-    mapper = query.mapper
     sync = session.sync_session
-    if not _session_allows(sync, mapper):
+    if not _session_allows(sync, query.mapper):
         return None
     if query.joined_key is not None and len(sync.identity_map):
         return None
+    ran = await _fetch(session, sync, query, values)
+    if ran is None:
+        return None
+    compiled, rows = ran
+    return _load(sync, query, compiled, rows)
+
+
+async def fetch_rows(
+    session: AsyncSession, query: FastQuery, values: Mapping[str, object], row_type: type[RowT]
+) -> list[RowT] | None:
+    """Run ``query`` with ``values``; untracked ``row_type`` tuples, or ``None`` for "use the ORM".
+
+    ``row_type`` is a ``NamedTuple`` whose fields are the model's column attributes in
+    mapper order (the order :class:`FastQuery` selects them in).  Nothing enters the
+    identity map, so the rows cost a tuple each and the session's objects are untouched.
+
+    Raises:
+        TypeError: ``row_type``'s fields are not the query's columns.
+        DatabaseError: The library's typed errors, as on the ORM path.
+    """
+    if query.joined_key is not None or row_type._fields != query.parts[0].keys:
+        raise TypeError(f"{row_type.__name__} does not match the columns of {query.mapper}")
+    sync = session.sync_session
+    # Identity-map checks do not apply (nothing is loaded into it), but pending changes
+    # must be flushed first and foreign ORM hooks may alter the statement: the ORM's turn.
+    if not _session_allows(sync, query.mapper):
+        return None
+    ran = await _fetch(session, sync, query, values)
+    if ran is None:
+        return None
+    compiled, records = ran
+    make = tuple.__new__
+    if not compiled.processors:
+        return [make(row_type, record) for record in records]
+    return [make(row_type, _processed(record, compiled.processors)) for record in records]
+
+
+async def _fetch(
+    session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
+) -> tuple[_Compiled, list[Any]] | None:
+    """Run ``query`` on a borrowed connection or the session's; ``None`` when it cannot."""
+    mapper = query.mapper
     engine = _borrowable_engine(sync, mapper)
     try:
         if engine is not None:
-            ran = await _run_borrowed(engine, query, values)
-        else:
-            conn = await _connection(session, sync, mapper)
-            sync_conn = conn.sync_connection
-            if sync_conn is None or sync_conn.invalidated:
-                return None
-            try:
-                ran = await _run(
-                    query,
-                    values,
-                    sync_conn.connection,
-                    sync_conn.dialect,
-                    sync_conn.get_execution_options(),
-                )
-            except BaseException as exc:
-                if _breaks_connection(exc):
-                    await conn.invalidate()  # as SQLAlchemy does on a disconnect
-                raise
+            return await _run_borrowed(engine, query, values)
+        conn = await _connection(session, sync, mapper)
+        sync_conn = conn.sync_connection
+        if sync_conn is None or sync_conn.invalidated:
+            return None
+        try:
+            return await _run(
+                query,
+                values,
+                sync_conn.connection,
+                sync_conn.dialect,
+                sync_conn.get_execution_options(),
+            )
+        except BaseException as exc:
+            if _breaks_connection(exc):
+                await conn.invalidate()  # as SQLAlchemy does on a disconnect
+            raise
     except BaseException as exc:
         translated = translate_error(exc)
         if translated is exc:
             raise
         raise translated from exc
-    if ran is None:
-        return None
-    compiled, rows = ran
-    return _load(sync, query, compiled, rows)
+
+
+def _processed(record: Sequence[Any], processors: Sequence[tuple[int, Processor]]) -> list[Any]:
+    values = list(record)
+    for index, processor in processors:
+        values[index] = processor(values[index])
+    return values
 
 
 async def _run_borrowed(
@@ -451,11 +499,7 @@ def _load(
     first = parts[0]
     objects: list[Any] = []
     for row in rows:
-        values: Sequence[Any] = row
-        if processors:
-            values = list(row)
-            for index, processor in processors:
-                values[index] = processor(values[index])
+        values: Sequence[Any] = _processed(row, processors) if processors else row
         identity_key = (first.mapper._identity_class, (values[first.pk_index],), None)
         existing = lookup(identity_key) if lookup is not None else None
         if existing is not None:

@@ -55,7 +55,7 @@ from biotech_ma_db.errors import (
 )
 from biotech_ma_db.models.base import Base
 from biotech_ma_db.models.soft_delete import INCLUDE_DELETED
-from biotech_ma_db.repositories._fast import FastQuery, fetch_objects
+from biotech_ma_db.repositories._fast import FastQuery, RowT, fetch_objects, fetch_rows
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
     ColumnAttribute,
@@ -248,12 +248,8 @@ class ReadRepository(Generic[ModelT]):
             load: Relationships to load along (``selectinload``).
             include_deleted: Also return soft-deleted rows.
         """
-        keys = resolve_order(self._order_spec(order_by), self.sortable, self.model.id)
-        stmt = (
-            self._select(*where, filters=filters, include_deleted=include_deleted)
-            .order_by(*(key.clause() for key in keys))
-            .limit(check_limit(limit))
-            .offset(check_offset(offset))
+        stmt = self._listing(
+            where, filters, order_by, limit, offset, include_deleted=include_deleted
         )
         if load:
             stmt = stmt.options(*self._load_options(load))
@@ -373,6 +369,25 @@ class ReadRepository(Generic[ModelT]):
         """Whether the model has ``deleted_at`` (soft delete and restore)."""
         return "deleted_at" in self._mapper.columns
 
+    def _listing(
+        self,
+        where: Sequence[Criterion],
+        filters: Mapping[str, object] | None,
+        order_by: SortSpec | None,
+        limit: int,
+        offset: int,
+        *,
+        include_deleted: bool = False,
+    ) -> Select[ModelT]:
+        """The statement of :meth:`list`: matching rows, sorted, one page."""
+        keys = resolve_order(self._order_spec(order_by), self.sortable, self.model.id)
+        return (
+            self._select(*where, filters=filters, include_deleted=include_deleted)
+            .order_by(*(key.clause() for key in keys))
+            .limit(check_limit(limit))
+            .offset(check_offset(offset))
+        )
+
     def _select(
         self,
         *where: Criterion,
@@ -436,6 +451,18 @@ class ReadRepository(Generic[ModelT]):
     ) -> builtins.list[ModelT] | None:
         """Run a cached fast-path query (see :mod:`._fast`); ``None`` means use the ORM."""
         return await fetch_objects(self.session, query, values)
+
+    async def _fast_rows(
+        self, query: FastQuery, values: Mapping[str, object], row_type: type[RowT]
+    ) -> builtins.list[RowT] | None:
+        """Like :meth:`_fast`, as untracked ``row_type`` tuples (see :func:`._fast.fetch_rows`)."""
+        return await fetch_rows(self.session, query, values, row_type)
+
+    async def _rows(self, stmt: Select[Any], row_type: type[RowT]) -> builtins.list[RowT]:
+        """Run ``stmt`` (selecting ``row_type``'s columns, in order) as ``row_type`` tuples."""
+        with translating_errors():
+            result = await self.session.execute(stmt)
+            return [row_type._make(row) for row in result]
 
     async def _execute(self, stmt: Executable, params: Any = None) -> Result[*tuple[Any, ...]]:
         with translating_errors():

@@ -6,6 +6,7 @@ import builtins
 import functools
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -29,8 +30,8 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeEngine
 
 from biotech_ma_db.errors import ValidationError
-from biotech_ma_db.models import Company
-from biotech_ma_db.repositories._fast import Builder, QueryShapes
+from biotech_ma_db.models import Company, CompanyRow
+from biotech_ma_db.repositories._fast import Builder, FastQuery, QueryShapes
 from biotech_ma_db.repositories.base import Criterion, Repository
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
@@ -105,7 +106,7 @@ class CompanyRepository(Repository[Company]):
         offset: int = 0,
         order_by: SortSpec | None = "-market_cap_usd",
     ) -> builtins.list[Company]:
-        """Live companies matching every given criterion.
+        """Live companies matching every given criterion, as tracked objects.
 
         Args:
             therapeutic_areas: Any overlap with the company's areas (``&&``, GIN index).
@@ -118,6 +119,57 @@ class CompanyRepository(Repository[Company]):
             offset: Rows to skip.
             order_by: Whitelisted sort spec; largest market cap first by default.
         """
+        search = self._search(
+            therapeutic_areas, min_market_cap, max_market_cap, cash_constrained, query
+        )
+        if search.term is None:
+            fast, values = search.fast_query(order_by or self.default_order, limit, offset)
+            found = await self._fast(fast, values)
+            if found is not None:
+                return found
+        return await self.list(*search.criteria(), order_by=order_by, limit=limit, offset=offset)
+
+    async def search_rows(
+        self,
+        therapeutic_areas: Sequence[str] | None = None,
+        min_market_cap: Decimal | float | None = None,
+        max_market_cap: Decimal | float | None = None,
+        cash_constrained: bool | None = None,
+        query: str | None = None,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        order_by: SortSpec | None = "-market_cap_usd",
+    ) -> builtins.list[CompanyRow]:
+        """:meth:`search` for read-only listings: the same companies, as untracked rows.
+
+        Same arguments, same companies in the same order, with the same values; but each
+        is a :class:`~biotech_ma_db.models.CompanyRow` tuple, which the session does not
+        track.  Nothing enters the identity map, so a page costs a tuple per company
+        instead of an ORM object (about six times less client CPU per row), and objects
+        the session already holds are neither returned nor refreshed.  Use it for pages
+        that are serialized and sent; use :meth:`search` for companies you will change.
+        """
+        search = self._search(
+            therapeutic_areas, min_market_cap, max_market_cap, cash_constrained, query
+        )
+        if search.term is None:
+            fast, values = search.fast_query(order_by or self.default_order, limit, offset)
+            found = await self._fast_rows(fast, values, CompanyRow)
+            if found is not None:
+                return found
+        stmt = self._listing(search.criteria(), None, order_by, limit, offset)
+        return await self._rows(stmt.with_only_columns(*_ROW_COLUMNS), CompanyRow)
+
+    def _search(
+        self,
+        therapeutic_areas: Sequence[str] | None,
+        min_market_cap: Decimal | float | None,
+        max_market_cap: Decimal | float | None,
+        cash_constrained: bool | None,
+        query: str | None,
+    ) -> _Search:
+        """Validate the search criteria (before any SQL)."""
         areas = low = high = term = None
         if therapeutic_areas is not None:
             areas = self.rules.value("therapeutic_areas", therapeutic_areas)
@@ -129,44 +181,7 @@ class CompanyRepository(Repository[Company]):
             raise ValidationError("cash_constrained", "expected a bool")
         if query is not None:
             term = self._text("query", query, max_length=_MAX_QUERY_LENGTH)
-        else:
-            keys = resolve_order(order_by or self.default_order, self.sortable, Company.id)
-            values = {
-                "areas": areas,
-                "low": low,
-                "high": high,
-                "limit": check_limit(limit),
-                "offset": check_offset(offset),
-            }
-            shape = (
-                "search",
-                areas is not None,
-                low is not None,
-                high is not None,
-                cash_constrained,
-                tuple((key.name, key.descending) for key in keys),
-            )
-            fast = _SHAPES.get(shape, _MAPPER, _search_query(shape[1:5], keys))
-            found = await self._fast(fast, values)
-            if found is not None:
-                return found
-        criteria: builtins.list[Criterion] = []
-        if areas is not None:
-            criteria.append(Company.therapeutic_areas.overlap(areas))
-        if low is not None:
-            criteria.append(Company.market_cap_usd >= low)
-        if high is not None:
-            criteria.append(Company.market_cap_usd <= high)
-        if cash_constrained is not None:
-            criteria.append(Company.cash_constrained.is_(cash_constrained))
-        if term is not None:
-            criteria.append(
-                or_(
-                    Company.name.icontains(term, autoescape=True),
-                    Company.ticker.icontains(term, autoescape=True),
-                )
-            )
-        return await self.list(*criteria, order_by=order_by, limit=limit, offset=offset)
+        return _Search(areas, low, high, cash_constrained, term, self.sortable)
 
     async def upsert_many(self, rows: Sequence[Mapping[str, object]]) -> int:
         """Insert companies, or update the live company holding the same ticker.
@@ -287,6 +302,59 @@ def _ticker_query(include_deleted: bool) -> Builder:
     return build
 
 
+@dataclass(frozen=True, slots=True)
+class _Search:
+    """Validated search criteria: a cached fast query, or ORM criteria for :meth:`list`."""
+
+    areas: object
+    low: object
+    high: object
+    cash_constrained: bool | None
+    term: str | None
+    sortable: Mapping[str, ColumnAttribute]
+
+    def fast_query(
+        self, order_by: SortSpec, limit: int, offset: int
+    ) -> tuple[FastQuery, dict[str, object]]:
+        """The compiled-once query of this shape and its values (no text ``query``)."""
+        keys = resolve_order(order_by, self.sortable, Company.id)
+        values = {
+            "areas": self.areas,
+            "low": self.low,
+            "high": self.high,
+            "limit": check_limit(limit),
+            "offset": check_offset(offset),
+        }
+        present = (
+            self.areas is not None,
+            self.low is not None,
+            self.high is not None,
+            self.cash_constrained,
+        )
+        shape = ("search", *present, tuple((key.name, key.descending) for key in keys))
+        return _SHAPES.get(shape, _MAPPER, _search_query(present, keys)), values
+
+    def criteria(self) -> builtins.list[Criterion]:
+        criteria: builtins.list[Criterion] = []
+        if self.areas is not None:
+            criteria.append(Company.therapeutic_areas.overlap(self.areas))
+        if self.low is not None:
+            criteria.append(Company.market_cap_usd >= self.low)
+        if self.high is not None:
+            criteria.append(Company.market_cap_usd <= self.high)
+        if self.cash_constrained is not None:
+            criteria.append(Company.cash_constrained.is_(self.cash_constrained))
+        if self.term is not None:
+            term = self.term
+            criteria.append(
+                or_(
+                    Company.name.icontains(term, autoescape=True),
+                    Company.ticker.icontains(term, autoescape=True),
+                )
+            )
+        return criteria
+
+
 def _search_query(
     present: tuple[bool, bool, bool, bool | None], keys: Sequence[OrderKey]
 ) -> Builder:
@@ -321,3 +389,4 @@ def _search_query(
 _MAPPER: Mapper[Company] = inspect(Company)
 _TABLE: Table = Company.__table__  # type: ignore[assignment]  # a declarative table
 _SHAPES = QueryShapes()
+_ROW_COLUMNS = tuple(getattr(Company, field) for field in CompanyRow._fields)
