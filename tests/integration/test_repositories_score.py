@@ -208,7 +208,7 @@ class TestPercentileRanks:
             for value in values:
                 made.append(await make_score(db_session, score_date=day, total_score=value))
         assert await repo.update_percentile_ranks(score_date=days[0]) == len(totals[days[0]])
-        assert await repo.update_percentile_ranks() >= len(made)
+        assert await repo.update_percentile_ranks() >= len(totals[days[1]])
         for score in made:
             fresh = await repo.get_or_raise(score.id)
             await db_session.refresh(fresh)
@@ -217,6 +217,45 @@ class TestPercentileRanks:
 
     async def test_empty_day(self, db_session: AsyncSession) -> None:
         assert await ScoreRepository(db_session).update_percentile_ranks(dt.date(1900, 1, 1)) == 0
+
+    async def test_only_changed_ranks_are_written(self, db_session: AsyncSession) -> None:
+        repo = ScoreRepository(db_session)
+        day = dt.date(1991, 5, 6)
+        made = [
+            await make_score(db_session, score_date=day, total_score=Decimal(v))
+            for v in (40, 50, 60, 70)
+        ]
+
+        async def versions() -> dict[int, str]:
+            # ctid moves with every UPDATE of a row, even one that changes nothing.
+            rows = await db_session.execute(
+                text("SELECT id, ctid::text FROM ma_scores WHERE score_date = :day"), {"day": day}
+            )
+            return {row.id: row.ctid for row in rows}
+
+        assert await repo.update_percentile_ranks(day) == 4
+        before = await versions()
+        assert await repo.update_percentile_ranks(day) == 0
+        assert await versions() == before
+
+        # A new lowest score shifts every rank but the top one (still 1).
+        low = await make_score(db_session, score_date=day, total_score=Decimal(10))
+        assert await repo.update_percentile_ranks(day) == 4
+        after = await versions()
+        top = made[-1].id
+        assert after[top] == before[top]
+        assert all(after[score.id] != before[score.id] for score in made[:-1])
+        ranks = await db_session.execute(
+            text("SELECT id, percentile_rank FROM ma_scores WHERE score_date = :day"), {"day": day}
+        )
+        expected = dict(
+            zip(
+                [low.id, *(score.id for score in made)], ("0", ".25", ".5", ".75", "1"), strict=True
+            )
+        )
+        assert {row.id: row.percentile_rank for row in ranks} == {
+            key: Decimal(value) for key, value in expected.items()
+        }
 
 
 class TestUpsertMany:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    cast,
     func,
     inspect,
     select,
@@ -188,24 +189,34 @@ class ScoreRepository(Repository[MAScore]):
         return await self._scalars(stmt)
 
     async def update_percentile_ranks(self, score_date: dt.date | None = None) -> int:
-        """Set ``percentile_rank`` (0..1, ``percent_rank()`` by ``total_score``) per day.
+        """Bring ``percentile_rank`` (0..1, ``percent_rank()`` by ``total_score``) up to date.
 
         One ``UPDATE ... FROM (SELECT ... percent_rank() OVER (PARTITION BY score_date
         ORDER BY total_score))``: for ``score_date`` only, or for every day when ``None``.
-        Returns the number of scores ranked.
+        Only scores whose rank changes are written (``IS DISTINCT FROM`` the stored value,
+        compared at the column's precision): after a new day of scores, re-ranking all
+        days rewrites that day's rows, not every row, and unchanged rows keep their
+        ``updated_at``.  Returns the number of scores whose rank changed.
         """
+        rank_type = MAScore.percentile_rank.type  # numeric(5,4): compare at stored precision
         ranked = select(
             MAScore.id.label("score_id"),
-            func.percent_rank()
-            .over(partition_by=MAScore.score_date, order_by=MAScore.total_score)
-            .label("rank"),
+            cast(
+                func.percent_rank().over(
+                    partition_by=MAScore.score_date, order_by=MAScore.total_score
+                ),
+                rank_type,
+            ).label("rank"),
         )
         if score_date is not None:
             ranked = ranked.where(MAScore.score_date == self.rules.value("score_date", score_date))
         subquery = ranked.subquery("ranked")
         stmt = (
             update(MAScore)
-            .where(MAScore.id == subquery.c.score_id)
+            .where(
+                MAScore.id == subquery.c.score_id,
+                MAScore.percentile_rank.is_distinct_from(subquery.c.rank),
+            )
             .values(percentile_rank=subquery.c.rank)
             .execution_options(synchronize_session=False)
         )
