@@ -69,11 +69,13 @@ TOP_SQL = (
     "JOIN ma_scores s ON s.id = latest.id WHERE c.deleted_at IS NULL "
     "ORDER BY s.total_score DESC, s.company_id, s.id LIMIT $1"
 )
+# The library's statement: only scores whose rank changes are written.
 PERCENTILE_SQL = (
     "UPDATE ma_scores SET percentile_rank = ranked.rank, updated_at = now() FROM "
-    "(SELECT id AS score_id, percent_rank() OVER (PARTITION BY score_date "
-    "ORDER BY total_score) AS rank FROM ma_scores) AS ranked "
-    "WHERE ma_scores.id = ranked.score_id"
+    "(SELECT id AS score_id, CAST(percent_rank() OVER (PARTITION BY score_date "
+    "ORDER BY total_score) AS NUMERIC(5, 4)) AS rank FROM ma_scores) AS ranked "
+    "WHERE ma_scores.id = ranked.score_id "
+    "AND ma_scores.percentile_rank IS DISTINCT FROM ranked.rank"
 )
 _UPSERT_SET = ", ".join(f"{c} = excluded.{c}" for c in data.COMPANY_COLUMNS if c != "ticker")
 UPSERT_SQL = (
@@ -106,6 +108,10 @@ class Peer:
 
     async def filtered_pages(self, caps: Sequence[Decimal]) -> int:
         raise NotImplementedError
+
+    async def tracked_pages(self, caps: Sequence[Decimal]) -> int:
+        """Row 2 with session-tracked objects; the same as row 2 unless a peer has both."""
+        return await self.filtered_pages(caps)
 
     async def bulk_insert(self, rows: Sequence[dict[str, Any]]) -> int:
         raise NotImplementedError
@@ -535,6 +541,17 @@ class Library(Peer):
         return found
 
     async def filtered_pages(self, caps: Sequence[Decimal]) -> int:
+        total = 0
+        async with self.db.session() as session:
+            repo = CompanyRepository(session)
+            for cap in caps:
+                rows = await repo.search_rows(
+                    therapeutic_areas=AREAS, min_market_cap=cap, limit=PAGE
+                )
+                total += len(rows)
+        return total
+
+    async def tracked_pages(self, caps: Sequence[Decimal]) -> int:
         total = 0
         async with self.db.session() as session:
             repo = CompanyRepository(session)
