@@ -51,6 +51,7 @@ class Op:
     reset: str | None = None  # what to restore before each run (see Harness.reset)
 
 
+RANKING = frozenset({"7b", "7c"})  # update_percentile_ranks: one run, the end state checked
 LATEST_WEEK = "WHERE score_date = (SELECT max(score_date) FROM ma_scores)"
 CORRECTLY_RANKED = (
     "SELECT count(*) FROM ma_scores JOIN (SELECT id, percent_rank() OVER (PARTITION BY "
@@ -240,14 +241,14 @@ class Harness:
             return lambda: peer.by_company(ids)
         if op.key == "7a":
             return lambda: peer.top_scores(count)
-        if op.key in {"7b", "7c"}:
+        if op.key in RANKING:
             return peer.percentile_ranks
         raise ValueError(op.key)
 
     def units(self, op: Op, count: int) -> int:
         if op.key == "4":
             return len(self.upsert_rows)
-        if op.key in {"7b", "7c"}:
+        if op.key in RANKING:
             return SEED_COMPANIES * self.weeks
         return count
 
@@ -276,7 +277,7 @@ class Harness:
         busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
         server = self.server.server_cpu_seconds() - server0
         other = max(0.0, busy - cpu - server) / wall
-        if op.key in {"7b", "7c"}:
+        if op.key in RANKING:
             # Contenders write different numbers of rows; what must agree is the result.
             check = await self.correctly_ranked()
         return RunResult(self.units(op, count), wall, cpu, server, other, check)
@@ -294,7 +295,7 @@ class Harness:
 
     async def run_op(self, op: Op) -> None:
         count = self.count(op)
-        warm = count if op.key in {"4", "7a", "7b", "7c"} else max(1, count // 10)
+        warm = count if op.key in {"4", "7a"} | RANKING else max(1, count // 10)
         started = time.perf_counter()
         for peer in self.peers:
             cell = self.cells.setdefault((op.key, peer.key), Cell(op.key, peer.key))
