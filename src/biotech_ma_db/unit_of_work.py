@@ -33,36 +33,29 @@ Rules (after cosmicpython's unit of work):
   :class:`~biotech_ma_db.errors.CommitOutcomeUnknownError`: the work may or may not have
   been committed.
 
-:func:`run_in_transaction` (``Database.run_in_transaction``) is the retry loop: it runs a
-function in a fresh unit of work, commits, and re-runs the whole unit on the transient
-errors of :func:`~biotech_ma_db.errors.is_transient`, with exponential backoff and full
-jitter, bounded by a number of attempts and a deadline::
-
-    async def deactivate(uow: UnitOfWork) -> None:
-        await uow.alerts.update(alert_id, is_active=False)
-
-    await db.run_in_transaction(deactivate, isolation_level="SERIALIZABLE", idempotent=True)
+:func:`~biotech_ma_db.retry.run_in_transaction` (``Database.run_in_transaction``) is the
+retry loop; it is re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Generic, Literal, Self, TypeVar, cast, get_args, overload
+from typing import Generic, Self, TypeVar, cast, get_args, overload
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, SessionTransaction
 
 from biotech_ma_db.auditing import AUDIT_INFO_KEY, AuditContext, install_audit_listeners
+from biotech_ma_db.engine.transactions import (
+    TRANSACTION_INFO_KEY,
+    IsolationLevel,
+    TransactionSettings,
+    install_transaction_listener,
+)
 from biotech_ma_db.errors import (
     CommitOutcomeUnknownError,
-    TransientDatabaseError,
     UnitOfWorkError,
     ValidationError,
     is_commit_outcome_unknown,
@@ -82,6 +75,7 @@ from biotech_ma_db.repositories import (
     WebhookRepository,
     translating_errors,
 )
+from biotech_ma_db.retry import RetryEvent, run_in_transaction
 from biotech_ma_db.security import SecurityConfig
 
 __all__ = [
@@ -96,32 +90,9 @@ __all__ = [
 logger = logging.getLogger("biotech_ma_db.unit_of_work")
 retry_logger = logging.getLogger("biotech_ma_db.retry")
 
-IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
-"""Transaction isolation levels a unit of work may ask for."""
-
-TRANSACTION_INFO_KEY: Final = "biotech_ma_db.transaction"
-"""Key of the :class:`TransactionSettings` in ``Session.info``."""
-
 RepositoryT = TypeVar("RepositoryT")
 ResultT = TypeVar("ResultT")
 _MAX_LABEL_LENGTH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionSettings:
-    """What every transaction of a unit of work's session starts with.
-
-    Attributes:
-        read_only: Run ``SET TRANSACTION READ ONLY``.
-        client_id: Publish ``app.client_id`` for row-level security.
-        reset_client: Without ``client_id``, publish an empty ``app.client_id``.
-        isolation_level: Run ``SET TRANSACTION ISOLATION LEVEL ...``.
-    """
-
-    read_only: bool = False
-    client_id: int | None = None
-    reset_client: bool = False
-    isolation_level: IsolationLevel | None = None
 
 
 class _RepositoryAttribute(Generic[RepositoryT]):
@@ -301,7 +272,7 @@ class UnitOfWork:
         if self._session is not None:
             raise UnitOfWorkError("the unit of work is already active; create a new one")
         install_audit_listeners()
-        _install_transaction_listener()
+        install_transaction_listener()
         session = self._external
         if session is None:
             if self._sessionmaker is None:
@@ -412,153 +383,3 @@ def _label(field: str, value: object) -> str | None:
     if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_LABEL_LENGTH:
         raise ValidationError(field, f"expected text of at most {_MAX_LABEL_LENGTH} characters")
     return value
-
-
-def _install_transaction_listener() -> None:
-    if not event.contains(Session, "after_begin", _start_transaction):
-        event.listen(Session, "after_begin", _start_transaction)
-
-
-def _start_transaction(
-    session: Session, transaction: SessionTransaction, connection: Connection
-) -> None:
-    """Apply the unit of work's :class:`TransactionSettings` as each transaction begins."""
-    settings = session.info.get(TRANSACTION_INFO_KEY)
-    if not isinstance(settings, TransactionSettings) or transaction.nested:
-        return
-    modes = []
-    if settings.isolation_level is not None:
-        modes.append(f"ISOLATION LEVEL {settings.isolation_level}")  # validated literal
-    if settings.read_only:
-        modes.append("READ ONLY")
-    if modes:
-        connection.exec_driver_sql(f"SET TRANSACTION {', '.join(modes)}")
-    if settings.client_id is not None:
-        connection.execute(
-            text("SELECT set_config('app.client_id', :client_id, true)"),
-            {"client_id": str(settings.client_id)},
-        )
-    elif settings.reset_client:
-        connection.exec_driver_sql("SELECT set_config('app.client_id', '', true)")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """One failed attempt of :func:`run_in_transaction` that will be retried.
-
-    Attributes:
-        attempt: Number of the attempt that failed (1 for the first).
-        error: The typed error it failed with (its ``__cause__`` is the driver's).
-        delay: Seconds slept before the next attempt.
-    """
-
-    attempt: int
-    error: BaseException
-    delay: float
-
-
-# Jitter only spreads retries out; it needs no cryptographic quality.
-_jitter = random.Random()  # noqa: S311
-
-
-async def run_in_transaction(
-    new_unit: Callable[[], UnitOfWork],
-    fn: Callable[[UnitOfWork], Awaitable[ResultT]],
-    *,
-    attempts: int = 4,
-    deadline: float | None = 30.0,
-    idempotent: bool = False,
-    retry_on: tuple[type[BaseException], ...] = (),
-    base_delay: float = 0.05,
-    max_delay: float = 2.0,
-    on_retry: Callable[[RetryEvent], object] | None = None,
-) -> ResultT:
-    """Run ``fn(uow)`` in a new unit of work and commit; re-run it on transient errors.
-
-    The whole unit is the retry unit (SQLAlchemy cannot resume a transaction on a new
-    connection): ``fn`` runs again from the start in a fresh unit of work, so it must not
-    have effects outside the database that cannot be repeated.  ``fn`` should not commit;
-    this function commits after it returns.
-
-    Retried: every error :func:`~biotech_ma_db.errors.is_transient` accepts (40001,
-    40P01, 08xxx, 57P01-57P03, socket errors, asyncpg connection errors, cached statements
-    invalidated by DDL), plus ``retry_on``.  A lost connection while ``COMMIT`` was in
-    flight (:class:`~biotech_ma_db.errors.CommitOutcomeUnknownError`) is retried only when
-    ``idempotent`` is true.  Timeouts, constraint violations and cancellation never are.
-
-    Between attempts it sleeps a random time between 0 and
-    ``min(max_delay, base_delay * 2 ** (attempt - 1))`` ("full jitter").
-
-    Args:
-        new_unit: Builds the unit of work for one attempt (``db.unit_of_work(...)``).
-        fn: The work; its return value is returned.
-        attempts: At most this many runs (>= 1).
-        deadline: No new attempt starts more than this many seconds after the call
-            (``None``: only ``attempts`` bounds it).  A running attempt is bounded by the
-            connection's timeouts, not by this.
-        idempotent: ``fn`` may safely run twice even if the first run was committed
-            (e.g. it writes with an idempotency key): also retry after an unknown commit.
-        retry_on: More exception types to treat as transient (e.g.
-            :class:`~biotech_ma_db.errors.ConcurrencyError` for optimistic locking).
-        base_delay: Backoff of the first retry, in seconds.
-        max_delay: Cap of the backoff, in seconds.
-        on_retry: Called with a :class:`RetryEvent` before each retry (metrics, tests).
-
-    Returns:
-        What ``fn`` returned in the attempt that committed.
-
-    Raises:
-        The typed error of the last attempt (e.g. ``DatabaseUnavailableError`` or
-        ``SerializationFailureError``) once attempts or the deadline run out, with a
-        note saying how many attempts were made; any non-transient error at once.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    give_up_at = None if deadline is None else started + deadline
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            async with new_unit() as uow:
-                result = await fn(uow)
-                await uow.commit()
-        except Exception as exc:
-            error = translate_error(exc)
-            retryable = (
-                isinstance(error, (TransientDatabaseError, *retry_on))
-                or isinstance(exc, retry_on)
-                or (idempotent and isinstance(error, CommitOutcomeUnknownError))
-            )
-            if not retryable:
-                if error is exc:
-                    raise
-                raise error from exc
-            delay = _jitter.uniform(0.0, min(max_delay, base_delay * 2 ** (attempt - 1)))
-            now = loop.time()
-            if give_up_at is not None:
-                # The last attempt starts at the deadline at the latest, never after it.
-                delay = min(delay, give_up_at - now)
-            if attempt >= attempts or delay < 0:
-                elapsed = now - started
-                error.add_note(
-                    f"run_in_transaction gave up after {attempt} attempts in {elapsed:.1f} s"
-                )
-                if error is exc:
-                    raise
-                raise error from exc
-            sqlstate = getattr(error, "sqlstate", None)
-            retry_logger.info(
-                "retrying unit of work after %s%s (attempt %d of %d, next in %.3f s)",
-                type(error).__name__,
-                f" [SQLSTATE {sqlstate}]" if sqlstate else "",
-                attempt,
-                attempts,
-                delay,
-            )
-            if on_retry is not None:
-                on_retry(RetryEvent(attempt=attempt, error=error, delay=delay))
-            await asyncio.sleep(delay)
-        else:
-            return result

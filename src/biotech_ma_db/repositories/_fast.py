@@ -28,8 +28,8 @@ ORM statement:
   ``load``/``loaded_as_persistent`` listener (they expect the ORM's query context);
 - an object found in the identity map has unloaded (expired) column attributes;
 - the connection is invalidated, or its transaction has not begun and the engine has not
-  opted in to single-statement reads (:data:`~biotech_ma_db.database.AUTOCOMMIT_READS_OPTION`);
-- the engine turned the fast path off (:data:`~biotech_ma_db.database.FAST_READS_OPTION`;
+  opted in to single-statement reads (:data:`~biotech_ma_db.engine.AUTOCOMMIT_READS_OPTION`);
+- the engine turned the fast path off (:data:`~biotech_ma_db.engine.FAST_READS_OPTION`;
   ``Database`` does behind pgbouncer, whose transaction mode cannot keep the named
   prepared statements this path relies on).
 
@@ -66,7 +66,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from biotech_ma_db.database import (
+from biotech_ma_db.engine import (
     AUTOCOMMIT_READS_OPTION,
     FAST_READS_OPTION,
     PLAIN_SESSION_KEY,
