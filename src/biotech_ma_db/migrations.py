@@ -44,8 +44,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-import biotech_ma_db
 from biotech_ma_db.errors import MigrationError, translate_error
+from biotech_ma_db.models import Base
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_MS",
@@ -92,7 +92,7 @@ def migrations_path() -> Path:
     Raises:
         MigrationError: Neither folder exists.
     """
-    package_dir = Path(biotech_ma_db.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parent
     for candidate in (package_dir / "_migrations", package_dir.parents[1] / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
@@ -290,8 +290,6 @@ def check_schema(url: str | URL) -> list[str]:
     Raises:
         MigrationError: The database cannot be read.
     """
-    from biotech_ma_db.models import Base  # noqa: PLC0415 — models are only needed here
-
     metadata = Base.metadata
 
     def compare(connection: Connection) -> tuple[str | None, list[str]]:

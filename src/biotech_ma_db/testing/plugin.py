@@ -38,6 +38,7 @@ import pytest_asyncio
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from biotech_ma_db import migrations
 from biotech_ma_db.database import Database
 from biotech_ma_db.testing import databases
 from biotech_ma_db.testing.providers import PROVIDERS, choose_provider, provide_postgres
@@ -84,8 +85,6 @@ def fixture_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session", name="migrated_database_url")
 def fixture_migrated_database_url(postgres_url: str) -> Iterator[str]:
     """A database at ``head``, migrated once per session and used as a clone template."""
-    from biotech_ma_db import migrations  # noqa: PLC0415 — only sessions that need it pay
-
     name = databases.unique_name("bmadb_template")
     url = databases.create_database(postgres_url, name)
     try:
