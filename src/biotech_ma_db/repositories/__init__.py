@@ -1,7 +1,9 @@
 """Repositories: one per aggregate over one ``AsyncSession``; they flush, never commit.
 
-See :mod:`biotech_ma_db.repositories.base` for the generic core and
-:mod:`biotech_ma_db.repositories.query` for sorting, filtering and pagination.
+See :mod:`biotech_ma_db.repositories.base` for the generic core (its reads in
+:mod:`biotech_ma_db.repositories.read`), :mod:`biotech_ma_db.repositories.query` for
+sorting, filtering and pagination, and :mod:`biotech_ma_db.repositories.validation` for
+the checks every value passes before SQL.
 """
 
 from biotech_ma_db.repositories.acquirer_match import AcquirerMatchRepository
