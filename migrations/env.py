@@ -1,9 +1,10 @@
 """Alembic environment: async engine, one advisory lock per run, a transaction per revision.
 
-Follows Alembic's ``templates/async/env.py`` plus the cookbook's connection sharing:
+Follows Alembic's ``templates/async/env.py``, the cookbook's connection sharing and
+pytest-alembic's "versatile" async setup.  ``config.attributes["connection"]`` may be:
 
-* ``config.attributes["connection"]``: a **synchronous** ``sqlalchemy.engine.Connection``
-  to run on, e.g. the one ``AsyncConnection.run_sync`` hands to its callable::
+* a **synchronous** ``sqlalchemy.engine.Connection``, e.g. the one ``AsyncConnection.run_sync``
+  hands to its callable (the cookbook recipe)::
 
       async with engine.connect() as conn:
           await conn.run_sync(
@@ -11,8 +12,17 @@ Follows Alembic's ``templates/async/env.py`` plus the cookbook's connection shar
           )
 
   If it is already inside a transaction, the migrations join it (and the lock is the
-  transaction-scoped one).  Lock polling then sleeps on the caller's event loop thread.
-* otherwise ``config.attributes["url"]`` (a ``sqlalchemy.URL`` or string), else
+  transaction-scoped one).  Lock polling then sleeps on the caller's event loop thread;
+* a proxy with a ``connect()`` context manager that yields such a ``Connection`` (a
+  synchronous ``Engine``, or pytest-alembic's ``WrappingConnection``, which hands back the
+  connection its test holds a transaction on);
+* an ``AsyncEngine`` (what pytest-alembic's ``alembic_engine`` fixture usually is): one
+  connection is opened on a private event loop, and the engine's pool is disposed
+  afterwards, since its connections cannot outlive that loop;
+* an ``AsyncConnection``, run through ``run_sync`` on its own event loop: the loop must be
+  idle or running in another thread (``await asyncio.to_thread(command.upgrade, ...)``);
+  from inside that loop, call ``await conn.run_sync(...)`` and pass the ``Connection``;
+* nothing: then ``config.attributes["url"]`` (a ``sqlalchemy.URL`` or string), else
   ``DatabaseSettings().migration_url()`` built from ``MIGRATION_DATABASE_URL``,
   ``DATABASE_URL`` or ``POSTGRES_*``.  The URL is never written into the ini
   configuration (ConfigParser would interpolate ``%`` in a password) nor logged.
@@ -20,10 +30,16 @@ Follows Alembic's ``templates/async/env.py`` plus the cookbook's connection shar
   settings, their TLS options (``DB_SSL_MODE``, ``DB_SSL_ROOT_CERT``) apply as for the
   application (``verify-full`` verifies the server's certificate and host name).
 
-The wait for the migration lock is ``config.attributes["lock_wait_seconds"]``, else
+Whatever the form, the advisory migration lock is taken before anything is read or
+changed.  The wait for it is ``config.attributes["lock_wait_seconds"]``, else
 ``DB_MIGRATION_LOCK_WAIT_SECONDS`` when the URL comes from the settings, else 60 s;
 ``config.attributes["lock_timeout_ms"]`` overrides the ``lock_timeout`` (3 s) applied
-while migrating.
+while migrating.  Offline (``alembic upgrade head --sql``) the script starts with the
+same ``SET lock_timeout``, so the reviewed SQL is what a deploy runs; it takes no lock.
+
+A database whose ``alembic_version`` names a revision these scripts do not know (a newer
+release's, say) is refused with a ``MigrationError`` naming both revisions before anything
+is changed (``alembic stamp --purge`` is left as the deliberate way out).
 
 On a connection of its own (not the caller's), a run also:
 
@@ -43,12 +59,15 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from logging.config import fileConfig
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from biotech_ma_db.errors import LockTimeoutError, MigrationError, translate_error
 from biotech_ma_db.migrations import (
@@ -67,6 +86,7 @@ if config.config_file_name is not None:
 
 target_metadata = Base.metadata
 logger = logging.getLogger("biotech_ma_db.migrations")
+T = TypeVar("T")
 
 LOCK_TIMEOUT_ATTEMPTS = 3
 """Runs of the pending revisions when statements keep hitting ``lock_timeout``."""
@@ -110,10 +130,20 @@ def _configure(**options: Any) -> None:
     )
 
 
+def _lock_timeout_ms() -> int:
+    return int(config.attributes.get("lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS))
+
+
 def run_migrations_offline() -> None:
-    """Emit the SQL instead of running it (``alembic upgrade --sql``); no lock is taken."""
-    url, _ = _url_and_lock_wait()
-    _configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    """Emit the SQL instead of running it (``alembic upgrade --sql``); no lock is taken.
+
+    No database and no settings are needed: the dialect is PostgreSQL whatever the URL.
+    The script sets ``lock_timeout`` for the session first, as a deploy does, so every
+    revision's statements below it run with it (across the COMMIT/BEGIN pairs of
+    autocommit blocks too, which a ``SET LOCAL`` would not survive).
+    """
+    _configure(dialect_name="postgresql", literal_binds=True, dialect_opts={"paramstyle": "named"})
+    context.execute(f"SET lock_timeout = '{_lock_timeout_ms()}ms'")
     with context.begin_transaction():
         context.run_migrations()
 
@@ -233,9 +263,36 @@ def _run_pending(connection: Connection, lock_timeout_ms: int) -> None:
         )
 
 
+def refuse_unknown_revision() -> None:
+    """Raise ``MigrationError`` when the database is at a revision these scripts lack.
+
+    A database migrated by a newer release (or another project) names a revision in
+    ``alembic_version`` that is not in ``migrations/versions``; Alembic would only say it
+    "can't locate" it, after this environment had repaired indexes.  Checked under the
+    migration lock and before anything is changed.  ``alembic stamp --purge`` (which
+    ignores the current revision on purpose) is let through.
+    """
+    migration_context = context.get_context()
+    if migration_context.purge:
+        return
+    current = migration_context.get_current_heads()
+    known = {script.revision for script in context.script.walk_revisions()}
+    unknown = [revision for revision in current if revision not in known]
+    if not unknown:
+        return
+    heads = ", ".join(repr(head) for head in context.script.get_heads()) or "none"
+    raise MigrationError(
+        f"the database is at revision {', '.join(map(repr, unknown))}, which these "
+        f"migrations do not know (their head is {heads}): it was migrated by a newer "
+        "release of biotech-ma-db, or by other migrations. Nothing was changed; deploy the "
+        "release that has that revision (alembic stamp --purge rewrites the record "
+        "deliberately)"
+    )
+
+
 def do_run_migrations(connection: Connection, lock_wait_seconds: float) -> None:
     """Run the migrations on ``connection`` while holding the migration lock."""
-    lock_timeout_ms = int(config.attributes.get("lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS))
+    lock_timeout_ms = _lock_timeout_ms()
     external = connection.in_transaction()
     if not external:
         refuse_pooler(connection)
@@ -243,11 +300,13 @@ def do_run_migrations(connection: Connection, lock_wait_seconds: float) -> None:
         connection, wait_seconds=lock_wait_seconds, lock_timeout_ms=lock_timeout_ms
     ):
         _configure(connection=connection)
+        refuse_unknown_revision()
         if external:
             # The caller's transaction: nothing can be retried or rebuilt outside it.
             with context.begin_transaction():
                 context.run_migrations()
             return
+        connection.rollback()  # end the read of alembic_version; each revision begins anew
         _run_pending(connection, lock_timeout_ms)
 
 
@@ -261,9 +320,11 @@ def _connect_args() -> dict[str, Any]:
     return {} if ssl is None else {"ssl": ssl}
 
 
-async def run_async_migrations(url: URL, lock_wait_seconds: float) -> None:
-    """Open one connection (``NullPool``) and run the migrations on it."""
-    engine = migration_engine(url, _connect_args())
+async def run_async_migrations(engine: AsyncEngine, lock_wait_seconds: float) -> None:
+    """Open one connection on ``engine``, run the migrations on it, then dispose the engine.
+
+    The pool goes too: its connections belong to the event loop this runs on.
+    """
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations, lock_wait_seconds)
@@ -271,22 +332,97 @@ async def run_async_migrations(url: URL, lock_wait_seconds: float) -> None:
         await engine.dispose()
 
 
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(make())``, in a worker thread if this one already runs an event loop.
+
+    ``alembic upgrade`` (the CLI) and pytest-alembic call in without a loop; a caller
+    inside a coroutine that calls ``command.upgrade`` directly blocks its own loop either
+    way, but gets its migrations rather than "asyncio.run() cannot be called from a
+    running event loop".
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alembic-env") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def _event_loop_of(connection: AsyncConnection) -> asyncio.AbstractEventLoop:
+    """The event loop ``connection``'s asyncpg connection is bound to."""
+    # asyncpg keeps the loop as ``_loop`` and offers no public accessor; without it the
+    # connection can only be driven from inside its loop, which this sync code is not.
+    sync = connection.sync_connection
+    driver = None if sync is None else sync.connection.driver_connection
+    loop = getattr(driver, "_loop", None)
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise MigrationError(
+            'config.attributes["connection"] is an AsyncConnection whose event loop cannot '
+            "be found; pass the Connection that AsyncConnection.run_sync hands over instead"
+        )
+    return loop
+
+
+def _run_on_async_connection(connection: AsyncConnection, lock_wait_seconds: float) -> None:
+    """Run through ``connection.run_sync`` on the loop the connection belongs to."""
+    loop = _event_loop_of(connection)
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is running or loop.is_closed():
+        # Waiting here for work scheduled on our own (blocked) loop would never end.
+        raise MigrationError(
+            'config.attributes["connection"] is an AsyncConnection, and Alembic was called '
+            "synchronously from inside its event loop, which cannot run the migrations "
+            "meanwhile. Use `await conn.run_sync(lambda sync_conn: command.upgrade(config, "
+            '"head"))` with config.attributes["connection"] = sync_conn, or '
+            "`await asyncio.to_thread(command.upgrade, config, 'head')`"
+        )
+    work = connection.run_sync(do_run_migrations, lock_wait_seconds)
+    if loop.is_running():  # in another thread: hand the work to it and wait
+        asyncio.run_coroutine_threadsafe(work, loop).result()
+    else:
+        loop.run_until_complete(work)
+
+
+def _run_on_given(given: object) -> None:
+    """Run on what the caller put in ``config.attributes["connection"]``."""
+    wait = float(config.attributes.get("lock_wait_seconds", DEFAULT_LOCK_WAIT_SECONDS))
+    if isinstance(given, Connection):
+        do_run_migrations(given, wait)
+    elif isinstance(given, AsyncEngine):
+        _run_coroutine(lambda: run_async_migrations(given, wait))
+    elif isinstance(given, AsyncConnection):
+        _run_on_async_connection(given, wait)
+    elif callable(getattr(given, "connect", None)):
+        # A sync Engine, or a proxy of a Connection (pytest-alembic's WrappingConnection).
+        with given.connect() as connection:  # type: ignore[attr-defined]
+            if not isinstance(connection, Connection):
+                raise MigrationError(
+                    f'config.attributes["connection"].connect() gave a '
+                    f"{type(connection).__name__}, not a synchronous Connection"
+                )
+            do_run_migrations(connection, wait)
+    else:
+        raise MigrationError(
+            'config.attributes["connection"] must be a Connection (for example the one '
+            "AsyncConnection.run_sync hands over), an object whose connect() yields one, "
+            f"an AsyncEngine or an AsyncConnection; got {type(given).__name__}"
+        )
+
+
 def run_migrations_online() -> None:
-    """Run on the caller's connection if one was given, else on a new one."""
-    shared = config.attributes.get("connection")
-    if shared is not None:
-        if not isinstance(shared, Connection):
-            raise MigrationError(
-                'config.attributes["connection"] must be a synchronous Connection '
-                "(use AsyncConnection.run_sync), got " + type(shared).__name__
-            )
-        wait = config.attributes.get("lock_wait_seconds", DEFAULT_LOCK_WAIT_SECONDS)
-        do_run_migrations(shared, float(wait))
+    """Run on the caller's connection or engine if one was given, else on a new one."""
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run_on_given(given)
         return
     if config.attributes.get("url") is None:
         _refuse_pgbouncer_setting()
     url, wait = _url_and_lock_wait()
-    asyncio.run(run_async_migrations(url, wait))
+    engine = migration_engine(url, _connect_args())
+    _run_coroutine(lambda: run_async_migrations(engine, wait))
 
 
 if context.is_offline_mode():

@@ -48,6 +48,10 @@ from biotech_ma_db.models.webhook import Webhook, WebhookDelivery
 
 install_soft_delete_filter()
 
+# Base.metadata under a plain name: migration tools look for a MetaData in the models
+# package (pytest-alembic's test_all_models_register_on_metadata does).
+metadata = Base.metadata
+
 __all__ = [
     "INCLUDE_DELETED",
     "NAMING_CONVENTION",
@@ -86,4 +90,5 @@ __all__ = [
     "Webhook",
     "WebhookDelivery",
     "install_soft_delete_filter",
+    "metadata",
 ]
