@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from typer.core import TyperCommand, TyperGroup
 from typer.testing import CliRunner, Result
 
 from biotech_ma_db import Database, migrations
 from biotech_ma_db.cli import app, sparkline
+from biotech_ma_db.cli.roles import ADMIN_URL_ENV
 from biotech_ma_db.embedded import DATA_DIR_ENV
 from biotech_ma_db.testing import databases
 
@@ -40,6 +43,7 @@ COMMANDS = [
     ["health"],
     ["pool-status"],
     ["check-schema"],
+    ["provision-roles"],
     ["migrate"],
     ["migrate", "upgrade"],
     ["migrate", "downgrade"],
@@ -51,6 +55,32 @@ COMMANDS = [
     ["embedded", "status"],
     ["embedded", "url"],
 ]
+
+
+def connecting_commands() -> list[list[str]]:
+    """The path of every registered command that connects to a database, found by walking ``app``.
+
+    A command connects when it takes ``--data-dir``, the embedded fallback of its target;
+    the ``embedded`` group takes it too, but its commands run the server, not a database.
+    """
+    found: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        if isinstance(command, TyperGroup):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        elif (
+            isinstance(command, TyperCommand)
+            and path[0] != "embedded"
+            and any("--data-dir" in param.opts for param in command.params)
+        ):
+            found.append(path)
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+CONNECTING = connecting_commands()
 
 
 def invoke(args: Sequence[str], env: dict[str, str | None] | None = None) -> Result:
@@ -374,6 +404,68 @@ class TestBadTarget:
         result = invoke(["top", "--url", empty_database_url])
         assert result.exit_code == 1
         assert "migrate upgrade" in one_line_error(result)
+
+
+class TestUrlOption:
+    """Every command that connects takes ``--url``; provision-roles' is the admin URL."""
+
+    def test_walk_finds_the_connecting_commands(self) -> None:
+        names = {" ".join(path) for path in CONNECTING}
+        assert {"demo", "top", "health", "provision-roles", "migrate upgrade"} <= names
+        assert not names & {"migrate history", "embedded start", "embedded url"}
+
+    @pytest.mark.parametrize("command", CONNECTING, ids=" ".join)
+    def test_help_lists_url(self, command: list[str]) -> None:
+        result = invoke([*command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "--url" in result.stdout
+
+    def test_admin_url_is_hidden(self) -> None:
+        result = invoke(["provision-roles", "--help"])
+        assert result.exit_code == 0, result.output
+        assert "--admin-url" not in result.stdout
+        assert ADMIN_URL_ENV in result.stdout
+
+    @pytest.mark.parametrize("option", ["--url", "--admin-url"])
+    async def test_provision_roles(
+        self, postgres_url: str, empty_database_url: str, option: str
+    ) -> None:
+        database = make_url(empty_database_url).database
+        result = await asyncio.to_thread(
+            invoke, ["provision-roles", option, empty_database_url], {ADMIN_URL_ENV: None}
+        )
+        assert result.exit_code == 0, result.output
+        assert f"database {database}, schema public: grants and default privileges applied" in (
+            result.stdout
+        )
+        warned = "warning: --admin-url is deprecated; use --url" in result.stderr
+        assert warned == (option == "--admin-url")
+        async with Database.from_url(postgres_url) as admin, admin.session() as session:
+            temporary = await session.scalar(
+                text("SELECT has_database_privilege('app_rw', :db, 'TEMPORARY')"),
+                {"db": database},
+            )
+        assert temporary is False  # revoked from PUBLIC: only provisioning does that
+
+    @pytest.mark.parametrize(
+        ("args", "env", "message"),
+        [
+            (["--admin-url", "nonsense"], {}, "error: --admin-url is not a valid database URL"),
+            (["--url", "mysql://u@h/db"], {}, "error: --url must be a postgresql:// URL"),
+            ([], {ADMIN_URL_ENV: "nonsense"}, f"error: {ADMIN_URL_ENV} is not a valid database"),
+            (
+                ["--url", "postgresql://a@h/db", "--admin-url", "postgresql://b@h/db"],
+                {},
+                "error: --admin-url is the old name of --url: give only --url",
+            ),
+        ],
+    )
+    def test_provision_roles_bad_url(
+        self, args: list[str], env: dict[str, str | None], message: str
+    ) -> None:
+        result = invoke(["provision-roles", *args], {ADMIN_URL_ENV: None, **env})
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines()[-1].startswith(message)
 
 
 class TestMigrate:
