@@ -10,18 +10,18 @@ event loop, and a pooled connection may not outlive its loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pytest_alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from biotech_ma_db import migrations
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .helpers import REPO_ROOT
 
 
 @pytest.fixture
@@ -49,3 +49,18 @@ def alembic_engine(
         yield engine
     finally:
         asyncio.run(engine.dispose())
+
+
+@pytest.fixture(name="lock_holder")
+async def fixture_lock_holder(empty_database_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection holding the migration advisory lock, as a running deploy would."""
+    engine = create_async_engine(empty_database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_lock(:k)"), {"k": migrations.MIGRATION_LOCK_KEY}
+            )
+            await conn.commit()
+            yield conn
+    finally:
+        await engine.dispose()

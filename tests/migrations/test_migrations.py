@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -21,34 +18,15 @@ from sqlalchemy.pool import NullPool
 from biotech_ma_db import MigrationError, migrations
 from biotech_ma_db.models import Base
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .helpers import clean_env, run_alembic, scalars
+
 SPECIAL_PASSWORD = "p%@ss:w/rd"
-_SUBPROCESS_TIMEOUT = 120
 HEAD = migrations.heads()[0]
-_CONFIG_VARIABLES = (
-    "DATABASE_URL",
-    "MIGRATION_DATABASE_URL",
-    "POSTGRES_HOST",
-    "POSTGRES_PORT",
-    "POSTGRES_DB",
-    "POSTGRES_USER",
-    "POSTGRES_PASSWORD",
-    "DB_MIGRATION_LOCK_WAIT_SECONDS",
-)
-
-
-async def _scalars(url: str | URL, sql: str, **params: object) -> list[object]:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(sql), params)).scalars())
-    finally:
-        await engine.dispose()
 
 
 async def _user_relations(url: str) -> list[object]:
     """Tables, sequences, views and types in ``public`` other than Alembic's version table."""
-    return await _scalars(
+    return await scalars(
         url,
         "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
         " AND relname NOT IN ('alembic_version', 'alembic_version_pkc')"
@@ -58,37 +36,14 @@ async def _user_relations(url: str) -> list[object]:
 
 
 async def _tables(url: str) -> set[object]:
-    rows = await _scalars(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    rows = await scalars(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return set(rows) - {"alembic_version"}
 
 
 async def _invalid_indexes(url: str) -> list[object]:
-    return await _scalars(
+    return await scalars(
         url, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid"
     )
-
-
-def _alembic_env(**variables: str) -> dict[str, str]:
-    """The environment for an ``alembic`` subprocess: ours, minus any database config."""
-    env = {k: v for k, v in os.environ.items() if k not in _CONFIG_VARIABLES}
-    env.update(variables)
-    return env
-
-
-async def _run_alembic(env: dict[str, str], *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        *args,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), _SUBPROCESS_TIMEOUT)
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
 
 
 class TestRevisionGraph:
@@ -254,32 +209,17 @@ class TestConcurrentUpgrades:
     """T-MIG-1: three ``alembic upgrade head`` processes at once all succeed, once."""
 
     async def test_three_racers_one_schema(self, empty_database_url: str) -> None:
-        env = _alembic_env(DATABASE_URL=empty_database_url)
-        results = await asyncio.gather(*(_run_alembic(env, "upgrade", "head") for _ in range(3)))
+        env = clean_env(DATABASE_URL=empty_database_url)
+        results = await asyncio.gather(*(run_alembic(env, "upgrade", "head") for _ in range(3)))
         for returncode, output in results:
             assert returncode == 0, output
         ran = [output for _, output in results if "Running upgrade  -> 0001" in output]
         assert len(ran) == 1
-        assert await _scalars(empty_database_url, "SELECT version_num FROM alembic_version") == [
+        assert await scalars(empty_database_url, "SELECT version_num FROM alembic_version") == [
             HEAD
         ]
         assert await _invalid_indexes(empty_database_url) == []
         assert await asyncio.to_thread(migrations.check_schema, empty_database_url) == []
-
-
-@pytest.fixture(name="lock_holder")
-async def fixture_lock_holder(empty_database_url: str) -> AsyncIterator[AsyncConnection]:
-    """A connection holding the migration advisory lock, as a running deploy would."""
-    engine = create_async_engine(empty_database_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(
-                text("SELECT pg_advisory_lock(:k)"), {"k": migrations.MIGRATION_LOCK_KEY}
-            )
-            await conn.commit()
-            yield conn
-    finally:
-        await engine.dispose()
 
 
 class TestLockWaitBound:
@@ -303,9 +243,9 @@ class TestLockWaitBound:
     async def test_cli_exits_non_zero_with_a_clear_message(
         self, empty_database_url: str, lock_holder: AsyncConnection
     ) -> None:
-        env = _alembic_env(DATABASE_URL=empty_database_url, DB_MIGRATION_LOCK_WAIT_SECONDS="1")
+        env = clean_env(DATABASE_URL=empty_database_url, DB_MIGRATION_LOCK_WAIT_SECONDS="1")
         started = time.monotonic()
-        returncode, output = await _run_alembic(env, "upgrade", "head")
+        returncode, output = await run_alembic(env, "upgrade", "head")
         assert returncode != 0
         assert "another migration holds the lock" in output
         assert time.monotonic() - started < 30
@@ -352,17 +292,17 @@ class TestSpecialCharacterPassword:
         self, postgres_url: str, empty_database_url: str, special_role: str
     ) -> None:
         host, port = self._server(postgres_url)
-        env = _alembic_env(
+        env = clean_env(
             POSTGRES_HOST=host,
             POSTGRES_PORT=str(port),
             POSTGRES_DB=str(make_url(empty_database_url).database),
             POSTGRES_USER=special_role,
             POSTGRES_PASSWORD=SPECIAL_PASSWORD,
         )
-        returncode, output = await _run_alembic(env, "upgrade", "head")
+        returncode, output = await run_alembic(env, "upgrade", "head")
         assert returncode == 0, output
         assert SPECIAL_PASSWORD not in output
-        owners = await _scalars(
+        owners = await scalars(
             empty_database_url,
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
         )
