@@ -29,7 +29,10 @@ async def test_readme_example_runs(
     monkeypatch.setenv("DATABASE_URL", fresh_database.engine.url.render_as_string(False))
     wrapped = "async def _example():\n" + textwrap.indent(source, "    ") + "\n    pass\n"
     namespace: dict[str, object] = {}
-    exec(compile(wrapped, str(README), "exec"), namespace)  # noqa: S102 — our own README
+    # dont_inherit: run the examples as a reader's module would, not under this file's
+    # `from __future__ import annotations` (FastAPI must see the handlers' real annotations).
+    code = compile(wrapped, str(README), "exec", dont_inherit=True)
+    exec(code, namespace)  # noqa: S102 — our own README
     try:
         await namespace["_example"]()  # type: ignore[operator]
     finally:
