@@ -41,7 +41,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import CheckConstraint, MetaData, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from biotech_ma_db.errors import MigrationError, translate_error
@@ -113,7 +113,7 @@ def alembic_config(
     url: str | URL | None = None,
     *,
     lock_wait_seconds: float | None = None,
-    connection: Connection | None = None,
+    connection: Connection | AsyncConnection | AsyncEngine | None = None,
     connect_args: Mapping[str, Any] | None = None,
 ) -> Config:
     """An Alembic ``Config`` for the project's migrations, without an ini file.
@@ -122,8 +122,13 @@ def alembic_config(
         url: Database to migrate; when ``None`` (and no ``connection``), ``env.py`` reads
             :class:`~biotech_ma_db.settings.DatabaseSettings`.
         lock_wait_seconds: Bound on the wait for the migration lock.
-        connection: A synchronous ``Connection`` to run on (for example the one handed to
-            ``AsyncConnection.run_sync``) instead of opening a new one.
+        connection: What to run on instead of opening a connection from ``url``: a
+            ``Connection`` (for example the one handed to ``AsyncConnection.run_sync``;
+            inside a transaction, the migrations join it), an ``AsyncEngine`` (``env.py``
+            opens one connection on a loop of its own, then disposes the pool), or an
+            ``AsyncConnection`` (run on its own event loop, so call Alembic from another
+            thread).  ``env.py`` also accepts an object whose ``connect()`` yields a
+            ``Connection``, such as pytest-alembic's ``WrappingConnection``.
         connect_args: Extra ``asyncpg.connect`` arguments, e.g.
             ``{"ssl": settings.ssl_context()}`` for a verified TLS connection.
 

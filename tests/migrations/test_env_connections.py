@@ -43,7 +43,8 @@ class TestAsyncEngine:
     async def test_upgrades_and_disposes(self, empty_database_url: str) -> None:
         engine = create_async_engine(empty_database_url)  # a pooled engine, on purpose
         try:
-            await asyncio.to_thread(command.upgrade, _config(engine), "head")
+            config = migrations.alembic_config(connection=engine, lock_wait_seconds=5)
+            await asyncio.to_thread(command.upgrade, config, "head")
             assert engine.pool.checkedin() == 0  # nothing left bound to env.py's loop
         finally:
             await engine.dispose()
