@@ -28,7 +28,7 @@ Install it with ``pip install 'biotech-ma-db[fastapi]'`` (FastAPI 0.121 or newer
   ``X-API-Key`` header is checked (401 otherwise), and the unit of work is scoped to its
   client, so row-level security shows the handler that client's rows only.
 - :func:`install_error_handlers` maps the library's errors to HTTP answers (see
-  :data:`STATUS_BY_ERROR`); bodies carry the library's messages, which never hold bound
+  :data:`ERROR_ANSWERS`); bodies carry the library's messages, which never hold bound
   values or secrets.
 
 Handlers that take a unit of work must be ``async def``: a unit of work belongs to the task
@@ -60,8 +60,10 @@ from biotech_ma_db.fastapi._dependencies import (
     unit_of_work,
 )
 from biotech_ma_db.fastapi._errors import (
+    ERROR_ANSWERS,
     RETRYABLE_ERRORS,
-    STATUS_BY_ERROR,
+    ErrorAnswer,
+    answer_for,
     error_response,
     install_error_handlers,
 )
@@ -77,17 +79,19 @@ del _fastapi
 
 __all__ = [
     "DEFAULT_API_KEY_HEADER",
+    "ERROR_ANSWERS",
     "RETRYABLE_ERRORS",
     "STATE_KEY",
-    "STATUS_BY_ERROR",
     "ApiKeyAuth",
     "ClientDep",
     "ClientUnitOfWorkDep",
     "DatabaseDep",
     "DatabaseState",
+    "ErrorAnswer",
     "ReadOnlyClientUnitOfWorkDep",
     "ReadOnlyUnitOfWorkDep",
     "UnitOfWorkDep",
+    "answer_for",
     "api_key_auth",
     "database_lifespan",
     "error_response",

@@ -9,28 +9,30 @@ error (and its subclasses)                          status  body ``detail``
 ``NotNullViolationError``
 ``ConflictError``, ``ForeignKeyViolationError``,    409     the error's message (+ columns)
 ``ConcurrencyError`` (a stale version)
-``PermissionDeniedError`` (row-level security)      403     the error's message
+``PermissionDeniedError`` (row-level security,     403     the error's message
+a write in a read-only unit of work)
 ``PoolExhaustedError``, ``QueryTimeoutError``,      503     a fixed text; ``Retry-After``
 ``TransientDatabaseError`` (unavailable server,
 serialization failure, deadlock)
 ``CommitOutcomeUnknownError``                       503     a fixed text, no ``Retry-After``
 =================================================  ======  =============================
 
-Bodies are ``{"detail": ..., "error": "<kind>"}``.  Client errors carry the library's
-message, which names fields, constraints, columns and SQLSTATEs, never a stored value or a
-secret (a conflict names the key's columns, not the key); a ``ValidationError`` may quote
-the refused value, shortened, back to the client that sent it, as FastAPI's own 422 does.
-Server-side trouble gets a fixed text (the details go to the log).  Any other
-``DatabaseError`` (``UnitOfWorkError``, say: a bug) is left to the server's 500.
+Bodies are ``{"detail": ..., "error": "<kind>"}``, the kind one of the closed set in
+:data:`ERROR_ANSWERS` (``"conflict"``, ``"pool_exhausted"``, ...).  Client errors carry
+the library's message, which names fields, constraints, columns and SQLSTATEs, never a
+stored value or a secret (a conflict names the key's columns, not the key); a
+``ValidationError`` may quote the refused value, shortened, back to the client that sent
+it, as FastAPI's own 422 does.  Server-side trouble gets a fixed text (the details go to
+the log).  Any other ``DatabaseError`` (``UnitOfWorkError``, say: a bug) is left to the
+server's 500.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
@@ -41,6 +43,7 @@ from biotech_ma_db.errors import (
     ConcurrencyError,
     ConflictError,
     DatabaseError,
+    DatabaseUnavailableError,
     DeadlockDetectedError,
     ForeignKeyViolationError,
     IntegrityViolationError,
@@ -55,39 +58,63 @@ from biotech_ma_db.errors import (
     ValidationError,
 )
 
-__all__ = ["RETRYABLE_ERRORS", "STATUS_BY_ERROR", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_ANSWERS",
+    "RETRYABLE_ERRORS",
+    "ErrorAnswer",
+    "answer_for",
+    "error_response",
+    "install_error_handlers",
+]
 
 logger = logging.getLogger("biotech_ma_db.fastapi")
 
-STATUS_BY_ERROR: Final[Mapping[type[DatabaseError], int]] = MappingProxyType(
+
+class ErrorAnswer(NamedTuple):
+    """How one error class is answered: the HTTP status and the body's ``error`` kind."""
+
+    status: int
+    kind: str
+
+
+ERROR_ANSWERS: Final[Mapping[type[DatabaseError], ErrorAnswer]] = MappingProxyType(
     {
-        NotFoundError: 404,
-        InvalidInputError: 422,
-        CheckViolationError: 422,
-        NotNullViolationError: 422,
-        ConflictError: 409,
-        ForeignKeyViolationError: 409,
-        ConcurrencyError: 409,
-        PermissionDeniedError: 403,
-        # Transient before ConcurrencyError in every MRO walk: listed by their own class.
-        SerializationFailureError: 503,
-        DeadlockDetectedError: 503,
-        PoolExhaustedError: 503,
-        QueryTimeoutError: 503,
-        TransientDatabaseError: 503,
-        CommitOutcomeUnknownError: 503,
+        NotFoundError: ErrorAnswer(404, "not_found"),
+        ValidationError: ErrorAnswer(422, "validation"),
+        InvalidInputError: ErrorAnswer(422, "invalid_input"),
+        CheckViolationError: ErrorAnswer(422, "check_violation"),
+        NotNullViolationError: ErrorAnswer(422, "not_null_violation"),
+        ConflictError: ErrorAnswer(409, "conflict"),
+        ForeignKeyViolationError: ErrorAnswer(409, "foreign_key_violation"),
+        ConcurrencyError: ErrorAnswer(409, "concurrency"),
+        PermissionDeniedError: ErrorAnswer(403, "permission_denied"),
+        # Also ConcurrencyErrors, but transient: listed by their own class to answer 503.
+        SerializationFailureError: ErrorAnswer(503, "serialization_failure"),
+        DeadlockDetectedError: ErrorAnswer(503, "deadlock"),
+        PoolExhaustedError: ErrorAnswer(503, "pool_exhausted"),
+        QueryTimeoutError: ErrorAnswer(503, "query_timeout"),
+        DatabaseUnavailableError: ErrorAnswer(503, "database_unavailable"),
+        TransientDatabaseError: ErrorAnswer(503, "transient"),
+        CommitOutcomeUnknownError: ErrorAnswer(503, "commit_outcome_unknown"),
     }
 )
-"""HTTP status of each handled error class (the nearest class in the MRO wins)."""
+"""The answer to each handled error class; a subclass gets its nearest listed ancestor's.
+
+The ``error`` kinds form a closed set that clients may switch on: a new subclass in the
+library (a finer timeout, say) keeps its parent's kind.
+"""
+
+_INTERNAL: Final = ErrorAnswer(500, "internal")
 
 RETRYABLE_ERRORS: Final = (PoolExhaustedError, QueryTimeoutError, TransientDatabaseError)
 """Errors answered with ``Retry-After``: trying the same request again later may work."""
 
 _SERVER_SIDE_DETAIL: Final = {
-    True: "the database is busy or unavailable; retry later",
-    False: "the connection was lost during the commit: whether it was applied is unknown",
+    "commit_outcome_unknown": "the connection was lost during the commit: whether it was "
+    "applied is unknown",
+    "internal": "internal error",
 }
-_CAMEL_HUMP = re.compile(r"(?<!^)(?=[A-Z])")
+_RETRY_LATER: Final = "the database is busy or unavailable; retry later"
 
 
 def error_response(exc: DatabaseError, *, retry_after: int = 1) -> JSONResponse:
@@ -97,13 +124,12 @@ def error_response(exc: DatabaseError, *, retry_after: int = 1) -> JSONResponse:
         exc: The error.
         retry_after: Seconds to put in ``Retry-After`` on a retryable error.
     """
-    status_code = _status_of(exc)
-    body: dict[str, object] = {"error": _kind(exc)}
+    status_code, kind = answer_for(exc)
+    body: dict[str, object] = {"error": kind}
     headers: dict[str, str] = {}
     if status_code >= status.HTTP_500_INTERNAL_SERVER_ERROR:
-        retryable = isinstance(exc, RETRYABLE_ERRORS)
-        body["detail"] = _SERVER_SIDE_DETAIL[retryable]
-        if retryable:
+        body["detail"] = _SERVER_SIDE_DETAIL.get(kind, _RETRY_LATER)
+        if isinstance(exc, RETRYABLE_ERRORS):
             headers["Retry-After"] = str(retry_after)
     elif isinstance(exc, NotFoundError):
         body["detail"] = f"{exc.entity} not found"  # not the key: it may be anything
@@ -117,7 +143,7 @@ def error_response(exc: DatabaseError, *, retry_after: int = 1) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
-    """Answer the library's errors as :data:`STATUS_BY_ERROR` says, on every route of ``app``.
+    """Answer the library's errors as :data:`ERROR_ANSWERS` says, on every route of ``app``.
 
     Args:
         app: The application.
@@ -139,17 +165,13 @@ def install_error_handlers(app: FastAPI, *, retry_after: int = 1) -> None:
             )
         return response
 
-    for error in STATUS_BY_ERROR:
+    for error in ERROR_ANSWERS:
         app.add_exception_handler(error, handle)
 
 
-def _status_of(exc: DatabaseError) -> int:
+def answer_for(exc: DatabaseError) -> ErrorAnswer:
+    """The :data:`ERROR_ANSWERS` entry of ``exc``'s nearest listed class (else a 500)."""
     for cls in type(exc).__mro__:
-        if issubclass(cls, DatabaseError) and cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]
-    return status.HTTP_500_INTERNAL_SERVER_ERROR
-
-
-def _kind(exc: DatabaseError) -> str:
-    """``ConflictError`` → ``"conflict"``, ``PoolExhaustedError`` → ``"pool_exhausted"``."""
-    return _CAMEL_HUMP.sub("_", type(exc).__name__.removesuffix("Error")).lower()
+        if issubclass(cls, DatabaseError) and cls in ERROR_ANSWERS:
+            return ERROR_ANSWERS[cls]
+    return _INTERNAL
