@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import httpx
 import pytest
@@ -15,16 +16,22 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
 
-from biotech_ma_db import Company, Database
+from biotech_ma_db import Company, Database, UnitOfWork
 from biotech_ma_db.fastapi import (
     DatabaseDep,
     ReadOnlyUnitOfWorkDep,
     UnitOfWorkDep,
     database_lifespan,
     install_error_handlers,
+    unit_of_work,
 )
 
 DEFERRED_TABLE = "fastapi_deferred_keys"
+# Module level: with `from __future__ import annotations`, FastAPI resolves the handlers'
+# annotations in the module's globals.
+LabelledUnitOfWork = Annotated[
+    UnitOfWork, unit_of_work(actor="importer@api", reason="nightly import")
+]
 
 
 class NewCompany(BaseModel):
@@ -258,6 +265,29 @@ class TestUnitOfWorkPerRequest:
             probe.entered.clear()
             again = await client.get("/held")  # the pool still serves
             assert again.status_code == 200
+
+
+class TestAuditLabels:
+    """``unit_of_work(actor=..., reason=...)`` labels what the request changes."""
+
+    async def test_actor_and_reason_reach_the_audit_log(
+        self, app_db: Database, fresh_database: Database
+    ) -> None:
+        app = FastAPI(lifespan=database_lifespan(app_db))
+
+        @app.post("/labelled", status_code=201)
+        async def create(body: NewCompany, uow: LabelledUnitOfWork) -> dict[str, int]:
+            company = await uow.companies.create(ticker=body.ticker, name=body.name)
+            return {"id": company.id}
+
+        async with serve(app) as client:
+            response = await client.post("/labelled", json={"ticker": "LBL", "name": "Label"})
+        assert response.status_code == 201
+        async with fresh_database.unit_of_work(read_only=True) as uow:
+            history = await uow.audit_log.for_row("companies", response.json()["id"])
+        assert [(h.actor, h.reason, h.action) for h in history] == [
+            ("importer@api", "nightly import", "insert")
+        ]
 
 
 class TestErrors:

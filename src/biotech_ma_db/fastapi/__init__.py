@@ -22,13 +22,15 @@ Install it with ``pip install 'biotech-ma-db[fastapi]'`` (FastAPI 0.121 or newer
   when it raises; the commit runs before the response is sent, so a commit that fails
   (a conflict found at ``COMMIT``) is the client's error response, never a silent loss.
   The session goes back to the pool either way.
+- :func:`request_unit_of_work` is the body of those dependencies, for writing your own
+  (an ``actor`` taken from your authentication, say).
 - ``ReadOnlyUnitOfWorkDep`` (:func:`read_only_unit_of_work`): ``db.unit_of_work(read_only=
   True)``, which a configured read replica serves.
 - ``ClientUnitOfWorkDep`` / ``ClientDep`` (:class:`ApiKeyAuth`): the API key of the
   ``X-API-Key`` header is checked (401 otherwise), and the unit of work is scoped to its
   client, so row-level security shows the handler that client's rows only.
 - :func:`install_error_handlers` maps the library's errors to HTTP answers (see
-  :data:`ERROR_ANSWERS`); bodies carry the library's messages, which never hold bound
+  :data:`ERROR_ANSWERS`); bodies carry the library's messages, which never hold stored
   values or secrets.
 
 Handlers that take a unit of work must be ``async def``: a unit of work belongs to the task
@@ -57,6 +59,7 @@ from biotech_ma_db.fastapi._dependencies import (
     ReadOnlyUnitOfWorkDep,
     UnitOfWorkDep,
     read_only_unit_of_work,
+    request_unit_of_work,
     unit_of_work,
 )
 from biotech_ma_db.fastapi._errors import (
@@ -98,5 +101,6 @@ __all__ = [
     "get_database",
     "install_error_handlers",
     "read_only_unit_of_work",
+    "request_unit_of_work",
     "unit_of_work",
 ]

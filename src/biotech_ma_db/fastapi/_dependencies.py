@@ -81,6 +81,9 @@ def unit_of_work(
         @app.post("/companies")
         async def create(uow: AuditedUnitOfWork) -> ...: ...
 
+    Keep such aliases at module level: under ``from __future__ import annotations``
+    FastAPI resolves a handler's annotations in its module's globals only.
+
     Args:
         actor: Who makes the changes (audit columns and ``audit_log``).
         reason: Why (``change_reason`` and ``audit_log.reason``).
