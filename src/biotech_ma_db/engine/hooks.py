@@ -16,9 +16,9 @@ from typing import Any, Final
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util.concurrency import await_
 
 from biotech_ma_db.errors import DatabaseError
+from biotech_ma_db.sa_internals import AsyncAdaptedConnection, await_driver, replace_ping
 from biotech_ma_db.settings import DatabaseSettings
 
 __all__ = ["deferred_ping", "install_engine_hooks"]
@@ -37,7 +37,7 @@ def install_engine_hooks(engine: AsyncEngine, settings: DatabaseSettings) -> Non
         event.listen(engine.sync_engine, "set_engine_execution_options", _refuse_autocommit)
     if settings.pool_pre_ping and not settings.pgbouncer:
         # This engine's own dialect instance: other engines keep SQLAlchemy's ping.
-        engine.sync_engine.dialect.do_ping = _ping_one_round_trip  # type: ignore[method-assign]
+        replace_ping(engine.sync_engine.dialect, _ping_one_round_trip)
     if settings.slow_query_ms is not None:
         threshold = settings.slow_query_ms / 1000
         event.listen(engine.sync_engine, "before_cursor_execute", _start_timer)
@@ -67,7 +67,7 @@ def deferred_ping() -> Iterator[None]:
         _PING_DEFERRED.reset(token)
 
 
-def _ping_one_round_trip(dbapi_connection: Any) -> bool:
+def _ping_one_round_trip(dbapi_connection: AsyncAdaptedConnection) -> bool:
     """Pre-ping with one empty statement instead of ``BEGIN``; ``;``; ``ROLLBACK``.
 
     SQLAlchemy's asyncpg ping wraps the probe in a transaction so that it works behind
@@ -78,10 +78,7 @@ def _ping_one_round_trip(dbapi_connection: Any) -> bool:
     """
     if _PING_DEFERRED.get():
         return True
-    try:
-        await_(dbapi_connection.driver_connection.fetchrow(";"))
-    except Exception as error:  # noqa: BLE001 — the adapter raises it as its DBAPI error
-        dbapi_connection._handle_exception(error)
+    await_driver(dbapi_connection, lambda driver: driver.fetchrow(";"))
     return True
 
 

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
-    ARRAY,
     Column,
     ColumnElement,
     Integer,
@@ -27,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
-from sqlalchemy.types import TypeEngine
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company, CompanyRow
@@ -42,6 +40,7 @@ from biotech_ma_db.repositories.query import (
     check_offset,
     resolve_order,
 )
+from biotech_ma_db.sa_internals import bind_processor, compile_positional
 
 __all__ = ["CompanyRepository"]
 
@@ -244,29 +243,23 @@ def _upsert_sql(
     Every parameter is a column of the row.  Bind processors are applied where
     SQLAlchemy has one that does more than copy a list (validation returns lists).
     """
-    compiled = _upsert_statement(columns).compile(dialect=dialect)
-    names = tuple(compiled.positiontup or ())
+    statement = compile_positional(_upsert_statement(columns), dialect)
+    names = tuple(name for name, _ in statement.params)
     processors = {
         name: processor
-        for name in names
-        if not _copies_list(type_ := compiled.binds[name].type, dialect)
-        and (processor := type_._cached_bind_processor(dialect)) is not None
+        for name, bind in statement.params
+        if (processor := bind_processor(bind.type, dialect, copy_lists=False)) is not None
     }
     getter = operator.itemgetter(*names)
     if not processors:
-        return compiled.string, getter
+        return statement.sql, getter
 
     def arguments(row: dict[str, object]) -> tuple[object, ...]:
         return tuple(
             processors[name](row[name]) if name in processors else row[name] for name in names
         )
 
-    return compiled.string, arguments
-
-
-def _copies_list(type_: TypeEngine[Any], dialect: Dialect) -> bool:
-    """An ``ARRAY`` without an item processor: its bind processor only copies the list."""
-    return isinstance(type_, ARRAY) and type_.item_type._cached_bind_processor(dialect) is None
+    return statement.sql, arguments
 
 
 @functools.lru_cache(maxsize=64)

@@ -25,13 +25,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapper, contains_eager
-from sqlalchemy.sql.selectable import LateralFromClause
 
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company, MAScore
 from biotech_ma_db.repositories._fast import Builder, QueryShapes
 from biotech_ma_db.repositories.base import Repository, check_id
 from biotech_ma_db.repositories.query import ColumnAttribute, SortSpec, check_limit
+from biotech_ma_db.sa_internals import LateralFromClause
 
 __all__ = ["ScoreRepository", "today_utc"]
 

@@ -25,7 +25,6 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from biotech_ma_db.errors import NotFoundError, ValidationError
 from biotech_ma_db.models import INCLUDE_DELETED, DeliveryStatus, Webhook, WebhookDelivery
@@ -37,6 +36,7 @@ from biotech_ma_db.repositories.query import (
     check_limit,
 )
 from biotech_ma_db.repositories.validation import rules_for
+from biotech_ma_db.sa_internals import set_committed
 from biotech_ma_db.security import SecretCipher
 from biotech_ma_db.webhook_signing import generate_webhook_secret
 
@@ -102,7 +102,7 @@ class WebhookRepository(Repository[Webhook]):
         plain = generate_webhook_secret() if plain is None else _secret(plain)
         self._seal_values(values, plain)
         webhook = await super().create(**values)
-        set_committed_value(webhook, "secret", plain)
+        set_committed(webhook, "secret", plain)
         return webhook
 
     async def update(
@@ -119,7 +119,7 @@ class WebhookRepository(Repository[Webhook]):
             self._check_url(values)
         webhook = await super().update(id_, expected_version=expected_version, **values)
         if plain is not None:
-            set_committed_value(webhook, "secret", plain)
+            set_committed(webhook, "secret", plain)
         return webhook
 
     async def add_many(self, items: Iterable[Webhook]) -> builtins.list[Webhook]:
