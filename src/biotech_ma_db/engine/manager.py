@@ -28,6 +28,7 @@ from sqlalchemy.pool import QueuePool
 from biotech_ma_db.engine.hooks import install_engine_hooks
 from biotech_ma_db.engine.options import PLAIN_SESSION_KEY, engine_options
 from biotech_ma_db.errors import translate_error
+from biotech_ma_db.sa_internals import session_is_clean
 from biotech_ma_db.security import SecurityConfig
 from biotech_ma_db.settings import DatabaseSettings
 
@@ -124,7 +125,7 @@ class ConnectionManager:
             yield session
             # A session that never began a transaction and holds no changes has nothing
             # to commit; skipping the empty commit saves its bookkeeping.
-            if sync.in_transaction() or not sync._is_clean():
+            if sync.in_transaction() or not session_is_clean(sync):
                 await session.commit()
         except BaseException as exc:
             await _rollback_quietly(session)
