@@ -11,7 +11,13 @@ exported here too.
 """
 
 from biotech_ma_db.compat import close_db, get_db_session, health_check, init_db
-from biotech_ma_db.database import Database, HealthReport, PoolStatus
+from biotech_ma_db.database import (
+    ConsistencyToken,
+    Database,
+    HealthReport,
+    PoolStatus,
+    ReplicaStatus,
+)
 from biotech_ma_db.errors import (
     CheckViolationError,
     CommitOutcomeUnknownError,
@@ -32,6 +38,7 @@ from biotech_ma_db.errors import (
     PermissionDeniedError,
     PoolExhaustedError,
     QueryTimeoutError,
+    ReadOnlyViolationError,
     SchemaDriftError,
     SerializationFailureError,
     UnitOfWorkError,
@@ -116,6 +123,7 @@ __all__ = [
     "CompanyRow",
     "ConcurrencyError",
     "ConflictError",
+    "ConsistencyToken",
     "Database",
     "DatabaseError",
     "DatabaseSettings",
@@ -142,7 +150,9 @@ __all__ = [
     "PoolExhaustedError",
     "PoolStatus",
     "QueryTimeoutError",
+    "ReadOnlyViolationError",
     "ReadRepository",
+    "ReplicaStatus",
     "Report",
     "ReportRepository",
     "ReportStatus",

@@ -9,6 +9,8 @@ dispose the pool on the way out::
         async with db.unit_of_work(actor="ops", reason="fix") as uow:
             ...
             await uow.commit()
+        async with db.unit_of_work(read_only=True, consistency=uow.consistency_token) as ro:
+            ...                      # on a read replica that has replayed that commit
         print(await db.health(), db.pool_status())
 
 The facade of the package's layering: it sits above the unit of work, while the engine,
@@ -27,8 +29,10 @@ from biotech_ma_db.engine import (
     PLAIN_SESSION_KEY,
     SLOW_QUERY_OPTION,
     ConnectionManager,
+    ConsistencyToken,
     HealthReport,
     PoolStatus,
+    ReplicaStatus,
     connect_args,
     deferred_ping,
     engine_options,
@@ -49,9 +53,11 @@ __all__ = [
     "FAST_READS_OPTION",
     "PLAIN_SESSION_KEY",
     "SLOW_QUERY_OPTION",
+    "ConsistencyToken",
     "Database",
     "HealthReport",
     "PoolStatus",
+    "ReplicaStatus",
     "connect_args",
     "deferred_ping",
     "engine_options",
@@ -75,6 +81,8 @@ class Database(ConnectionManager):
         reason: str | None = None,
         client_id: int | None = None,
         isolation_level: IsolationLevel | None = None,
+        consistency: ConsistencyToken | None = None,
+        consistency_wait: float | None = None,
     ) -> UnitOfWork:
         """A :class:`~biotech_ma_db.unit_of_work.UnitOfWork` on this database.
 
@@ -82,7 +90,10 @@ class Database(ConnectionManager):
         ``await uow.commit()``; leaving without a commit rolls back.
 
         Args:
-            read_only: Start every transaction ``READ ONLY``.
+            read_only: Start every transaction ``READ ONLY`` and refuse writes before any
+                SQL (:class:`~biotech_ma_db.errors.ReadOnlyViolationError`); run on a read
+                replica (``DB_READ_REPLICA_URLS``, round-robin over the healthy ones) when
+                one can take it, else on the primary.
             actor: Who makes the changes (audit columns and ``audit_log``).
             reason: Why (``change_reason`` and ``audit_log.reason``).
             client_id: The API client the work is done for (row-level security); behind
@@ -90,7 +101,14 @@ class Database(ConnectionManager):
                 ``app.client_id`` in each transaction.
             isolation_level: ``"REPEATABLE READ"`` or ``"SERIALIZABLE"`` for every
                 transaction (the server's default, READ COMMITTED, when omitted).
+            consistency: With ``read_only``, the ``consistency_token`` of an earlier unit's
+                commit: only a replica that has replayed that commit may serve this unit.
+                Ignored by units that write (they run on the primary).
+            consistency_wait: Seconds to wait for a replica to replay ``consistency``
+                before running on the primary (default ``DB_REPLICA_WAIT_MS``).
         """
+        self.read_wait(consistency, consistency_wait)  # bad arguments fail here, always
+        routed = read_only and bool(self.router)
         return UnitOfWork(
             self.sessionmaker,
             read_only=read_only,
@@ -100,6 +118,10 @@ class Database(ConnectionManager):
             security=self.security,
             reset_client_scope=self.settings.pgbouncer,
             isolation_level=isolation_level,
+            opener=(
+                (lambda: self.open_read_session(consistency, consistency_wait)) if routed else None
+            ),
+            token_source=self.consistency_token if self.router and not read_only else None,
         )
 
     async def run_in_transaction(

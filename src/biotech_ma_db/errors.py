@@ -25,6 +25,8 @@ derive from the nearest builtin so callers can catch them generically::
     ├── PoolExhaustedError           (TimeoutError)   no pooled connection within pool_timeout
     ├── CommitOutcomeUnknownError                     connection lost while COMMIT was in flight
     ├── PermissionDeniedError        (PermissionError) 42501, 25006 (read-only transaction)
+    │   └── ReadOnlyViolationError                    a write on a read-only session, refused
+    │                                                 before any SQL was sent
     ├── UnitOfWorkError              (RuntimeError)   a unit of work used outside its rules
     ├── MigrationError                                migrations could not run
     └── SchemaDriftError                              models and live schema disagree
@@ -74,6 +76,7 @@ __all__ = [
     "PermissionDeniedError",
     "PoolExhaustedError",
     "QueryTimeoutError",
+    "ReadOnlyViolationError",
     "SchemaDriftError",
     "SerializationFailureError",
     "TransientDatabaseError",
@@ -232,6 +235,17 @@ class CommitOutcomeUnknownError(DatabaseError):
 
 class PermissionDeniedError(DatabaseError, PermissionError):
     """The role may not do this (42501), or the transaction is read-only (25006)."""
+
+
+class ReadOnlyViolationError(PermissionDeniedError):
+    """A read-only session or unit of work was asked to write; nothing was sent.
+
+    Raised on the client, before any SQL, for a flush with new, changed or deleted objects,
+    Core ``INSERT``/``UPDATE``/``DELETE`` and the repositories' COPY and batch writes.  Its
+    ``sqlstate`` is ``25006`` (read-only transaction), the code the server would have used.
+    """
+
+    sqlstate = "25006"
 
 
 class UnitOfWorkError(DatabaseError, RuntimeError):

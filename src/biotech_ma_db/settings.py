@@ -97,6 +97,9 @@ class DatabaseSettings(BaseSettings):
     ssl_mode: SslMode | None = _env(None, "DB_SSL_MODE", "ssl_mode")
     ssl_root_cert: Path | None = _env(None, "DB_SSL_ROOT_CERT", "ssl_root_cert")
     read_replica_urls: SecretStr | None = _env(None, "DB_READ_REPLICA_URLS", "read_replica_urls")
+    max_replica_lag_s: float | None = _env(None, "DB_MAX_REPLICA_LAG_S", "max_replica_lag_s")
+    replica_wait_ms: int = _env(250, "DB_REPLICA_WAIT_MS", "replica_wait_ms")
+    replica_retry_s: float = _env(5.0, "DB_REPLICA_RETRY_S", "replica_retry_s")
     pgbouncer: bool = _env(False, "DB_PGBOUNCER", "pgbouncer")
     migration_lock_wait_seconds: float = _env(
         60.0, "DB_MIGRATION_LOCK_WAIT_SECONDS", "migration_lock_wait_seconds"
@@ -121,6 +124,7 @@ class DatabaseSettings(BaseSettings):
             )
             raise SettingsError(f"invalid database settings: {problems}") from None
         self._check_key_version()
+        self.replica_urls()  # a malformed replica URL fails here, naming the variable
         self._check_production_rules()
 
     @classmethod
@@ -149,7 +153,7 @@ class DatabaseSettings(BaseSettings):
             parse_key_ring(value.get_secret_value())
         return value
 
-    @field_validator("pool_size", "max_overflow", "pool_recycle")
+    @field_validator("pool_size", "max_overflow", "pool_recycle", "replica_wait_ms")
     @classmethod
     def _not_negative(cls, value: int) -> int:
         if value < 0:
@@ -161,6 +165,13 @@ class DatabaseSettings(BaseSettings):
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be > 0")
+        return value
+
+    @field_validator("max_replica_lag_s", "replica_retry_s")
+    @classmethod
+    def _not_negative_seconds(cls, value: float | None) -> float | None:
+        if value is not None and not value >= 0:  # also refuses NaN
+            raise ValueError("must be >= 0")
         return value
 
     def url(self) -> URL:
@@ -183,7 +194,11 @@ class DatabaseSettings(BaseSettings):
         return self.url()
 
     def replica_urls(self) -> list[URL]:
-        """Read replicas from the comma-separated ``DB_READ_REPLICA_URLS``."""
+        """Read replicas from the comma-separated ``DB_READ_REPLICA_URLS``.
+
+        Replicas are reached with the primary's TLS settings (``DB_SSL_MODE``,
+        ``DB_SSL_ROOT_CERT``); an ``sslmode`` in a replica URL is ignored.
+        """
         if self.read_replica_urls is None:
             return []
         parts = self.read_replica_urls.get_secret_value().split(",")
@@ -255,24 +270,26 @@ class DatabaseSettings(BaseSettings):
     def _check_production_rules(self) -> None:
         if self.environment != "production":
             return
-        url = self.url()
-        if not url.password:
-            variable = "DATABASE_URL" if self.database_url is not None else "POSTGRES_PASSWORD"
-            raise SettingsError(f"{variable}: production requires a database password")
-        host = url.host or ""
-        remote = bool(host) and host not in _LOCAL_HOSTS and not host.startswith("/")
+        primary = "DATABASE_URL" if self.database_url is not None else "POSTGRES_PASSWORD"
+        targets = [(primary, self.url())]
+        targets += [("DB_READ_REPLICA_URLS", url) for url in self.replica_urls()]
+        for variable, url in targets:
+            if not url.password:
+                raise SettingsError(f"{variable}: production requires a database password")
         mode = self.effective_ssl_mode()
         if mode is not None and mode != "verify-full":
             raise SettingsError(
                 f"DB_SSL_MODE: production refuses sslmode={mode}; use verify-full "
                 "(or leave it unset for a local socket)"
             )
-        if remote and mode != "verify-full":
-            raise SettingsError(
-                "DB_SSL_MODE: production connections to a remote host require "
-                "sslmode=verify-full (got "
-                f"{self.effective_ssl_mode() or 'unset'})"
-            )
+        for _, url in targets:
+            host = url.host or ""
+            remote = bool(host) and host not in _LOCAL_HOSTS and not host.startswith("/")
+            if remote and mode != "verify-full":  # unset, as any other mode was refused above
+                raise SettingsError(
+                    "DB_SSL_MODE: production connections to a remote host require "
+                    "sslmode=verify-full (got unset)"
+                )
 
 
 def parse_key_ring(text: str) -> dict[int, bytes]:

@@ -19,8 +19,14 @@ Rules (after cosmicpython's unit of work):
   unit of work takes it over (this is how a pytest fixture hands one to a test).
 - ``actor``/``reason`` fill the audit columns and ``audit_log`` on every flush
   (:mod:`biotech_ma_db.auditing`).
-- ``read_only=True`` starts every transaction with ``SET TRANSACTION READ ONLY``; a write
-  then fails with :class:`~biotech_ma_db.errors.PermissionDeniedError` (SQLSTATE 25006).
+- ``read_only=True`` starts every transaction with ``SET TRANSACTION READ ONLY``, and a
+  write (a flush with changes, Core DML, COPY) fails on the client, before any SQL, with
+  :class:`~biotech_ma_db.errors.ReadOnlyViolationError` (a ``PermissionDeniedError``,
+  SQLSTATE 25006).  ``Database`` runs read-only units on a read replica when one can take
+  them (:mod:`biotech_ma_db.engine.routing`).
+- After ``commit()`` of a unit that writes, :attr:`UnitOfWork.consistency_token` is the
+  commit's WAL position when the database has read replicas: a read-only unit given it
+  reads on a replica only once that replica has replayed the commit (read-your-writes).
 - ``client_id`` is published to the database per transaction with
   ``set_config('app.client_id', ..., true)`` (row-level security policies read it).
   Transaction-local, so it never outlives the transaction on a pooled (or pgbouncer)
@@ -48,6 +54,9 @@ from typing import Generic, Self, TypeVar, cast, get_args, overload
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from biotech_ma_db.auditing import AUDIT_INFO_KEY, AuditContext, install_audit_listeners
+from biotech_ma_db.engine.consistency import ConsistencyToken
+from biotech_ma_db.engine.read_only import READ_ONLY_KEY, install_read_only_guard
+from biotech_ma_db.engine.routing import SessionLease
 from biotech_ma_db.engine.transactions import (
     TRANSACTION_INFO_KEY,
     IsolationLevel,
@@ -77,6 +86,7 @@ from biotech_ma_db.repositories import (
 )
 from biotech_ma_db.retry import RetryEvent, run_in_transaction
 from biotech_ma_db.security import SecurityConfig
+from biotech_ma_db.unit_events import UnitRecord, watch
 
 __all__ = [
     "TRANSACTION_INFO_KEY",
@@ -141,6 +151,16 @@ class UnitOfWork:
             every transaction (one more round trip; ``Database`` turns it on behind
             pgbouncer).
         isolation_level: Isolation of every transaction (server default when omitted).
+        opener: Where the session comes from instead of ``sessionmaker``: a coroutine
+            that leases one (``Database`` routes read-only units to a replica this way).
+        token_source: Called after each commit of a unit that writes; its answer becomes
+            :attr:`consistency_token` (``Database`` passes one when it has replicas).
+
+    Attributes:
+        consistency_token: After ``commit()``, the WAL position of the commit, to pass as
+            ``consistency=`` to a read-only unit of work that must see it; ``None`` before
+            a commit, for read-only units, and when there is no ``token_source`` (no
+            replicas: every read is on the primary and sees every commit anyway).
     """
 
     companies = _RepositoryAttribute(lambda uow: CompanyRepository(uow.session))
@@ -167,6 +187,7 @@ class UnitOfWork:
     security: SecurityConfig
     reset_client_scope: bool
     isolation_level: IsolationLevel | None
+    consistency_token: ConsistencyToken | None
 
     def __init__(
         self,
@@ -180,6 +201,8 @@ class UnitOfWork:
         security: SecurityConfig | None = None,
         reset_client_scope: bool = False,
         isolation_level: IsolationLevel | None = None,
+        opener: Callable[[], Awaitable[SessionLease]] | None = None,
+        token_source: Callable[[], Awaitable[ConsistencyToken]] | None = None,
     ) -> None:
         if isolation_level is not None and isolation_level not in get_args(IsolationLevel):
             raise ValidationError(
@@ -198,10 +221,15 @@ class UnitOfWork:
         self.api_key_pepper = api_key_pepper
         self.security = security if security is not None else SecurityConfig()
         self.reset_client_scope = reset_client_scope
+        self._opener = opener
+        self._token_source = token_source
+        self.consistency_token = None
+        self._lease: SessionLease | None = None
         self._external: AsyncSession | None = None
         self._session: AsyncSession | None = None
         self._owner: asyncio.Task[object] | None = None
         self._repositories: dict[str, object] = {}
+        self._record: UnitRecord | None = None  # set while observers or DEBUG logs listen
 
     @classmethod
     def over_session(
@@ -273,11 +301,17 @@ class UnitOfWork:
             raise UnitOfWorkError("the unit of work is already active; create a new one")
         install_audit_listeners()
         install_transaction_listener()
+        install_read_only_guard()
         session = self._external
+        if session is None and self._opener is not None:
+            self._lease = await self._opener()
+            session = self._lease.session
         if session is None:
             if self._sessionmaker is None:
                 raise UnitOfWorkError("the unit of work has no session factory")
             session = self._sessionmaker()
+        if self.read_only:
+            session.info[READ_ONLY_KEY] = True
         session.info[AUDIT_INFO_KEY] = AuditContext(actor=self.actor, reason=self.reason)
         session.info[TRANSACTION_INFO_KEY] = TransactionSettings(
             read_only=self.read_only,
@@ -288,6 +322,8 @@ class UnitOfWork:
         self._session = session
         self._owner = asyncio.current_task()
         self._repositories = {}
+        self.consistency_token = None
+        self._record = watch(self)
         return self
 
     async def __aexit__(
@@ -299,12 +335,19 @@ class UnitOfWork:
         session = self._session
         if session is None:
             return
+        record, self._record = self._record, None
         try:
             await self._finish(session, exc)
+        except BaseException as error:
+            if record is not None:
+                record.finish(error)
+            raise
         finally:
             self._session = None
             self._owner = None
             self._repositories = {}
+        if record is not None:
+            record.finish(exc)
         if isinstance(exc, Exception):
             translated = translate_error(exc)
             if translated is not exc:
@@ -334,12 +377,18 @@ class UnitOfWork:
             if translated is exc:
                 raise
             raise translated from exc
+        if self._record is not None:
+            self._record.committed = True
+        if self._token_source is not None and not self.read_only:
+            self.consistency_token = await self._token_source()
 
     async def rollback(self) -> None:
         """Throw away everything not committed yet; the unit of work stays usable."""
         session = self.session
         with translating_errors():
             await session.rollback()
+        if self._record is not None:
+            self._record.committed = False
 
     async def _finish(self, session: AsyncSession, exc: BaseException | None) -> None:
         """Roll back and release the session without ever hiding ``exc``."""
@@ -350,21 +399,28 @@ class UnitOfWork:
             # close() rolls back too, but leaves loaded objects readable (detached, not
             # expired), so results of a committed unit of work can be used afterwards.
             steps.append(("close", session.close))
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            steps.append(("release", lease.release))
         first_error: Exception | None = None
-        for name, step in steps:
-            try:
-                await step()
-            except Exception as cleanup_error:
-                if exc is None:
-                    first_error = first_error or cleanup_error
-                    continue
-                logger.warning(
-                    "unit of work %s failed while handling %s",
-                    name,
-                    type(exc).__name__,
-                    exc_info=cleanup_error,
-                )
-                exc.add_note(f"unit of work {name} also failed: {cleanup_error!r}")
+        try:
+            for name, step in steps:
+                try:
+                    await step()
+                except Exception as cleanup_error:
+                    if exc is None:
+                        first_error = first_error or cleanup_error
+                        continue
+                    logger.warning(
+                        "unit of work %s failed while handling %s",
+                        name,
+                        type(exc).__name__,
+                        exc_info=cleanup_error,
+                    )
+                    exc.add_note(f"unit of work {name} also failed: {cleanup_error!r}")
+        finally:
+            if lease is not None:
+                await lease.release()  # no-op once released; not skipped by a cancellation
         self._forget(session)
         if first_error is not None:
             translated = translate_error(first_error)
@@ -375,6 +431,7 @@ class UnitOfWork:
     def _forget(self, session: AsyncSession) -> None:
         session.info.pop(AUDIT_INFO_KEY, None)
         session.info.pop(TRANSACTION_INFO_KEY, None)
+        session.info.pop(READ_ONLY_KEY, None)
 
 
 def _label(field: str, value: object) -> str | None:

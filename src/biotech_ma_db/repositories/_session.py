@@ -17,6 +17,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
+from biotech_ma_db.engine.read_only import ensure_writable
 from biotech_ma_db.repositories._fast import FastQuery, RowT, fetch_objects, fetch_rows
 from biotech_ma_db.repositories._support import ModelT, translating_errors
 
@@ -74,8 +75,10 @@ class SessionIO(Generic[ModelT]):
 
         The savepoint makes a statement sent straight to the driver all-or-nothing: any
         exception in the block (a server error, or a bad row found while streaming) rolls
-        it back, and the session's transaction stays usable.
+        it back, and the session's transaction stays usable.  On a read-only session it
+        raises :class:`~biotech_ma_db.errors.ReadOnlyViolationError` before any SQL.
         """
+        ensure_writable(self.session.sync_session, "a COPY or batch write")
         with translating_errors():
             async with self.session.begin_nested():
                 connection = await self.session.connection()

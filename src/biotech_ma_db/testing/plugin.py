@@ -21,6 +21,11 @@ Registered through the ``pytest11`` entry point, so its fixtures are available w
     tests that need real commits or several connections.
 ``empty_database_url`` (function)
     URL of a new empty database (for migration tests), dropped after the test.
+``replica_url`` (session)
+    asyncpg URL of the maintenance database on a hot standby of the plugin's server
+    (streaming replication, :mod:`.replica`); every database of the primary is there
+    too (``databases.database_url(replica_url, name)``).  Skipped unless the plugin
+    started that server itself (the ``embedded`` provider).
 
 Async fixtures run on the session event loop, and tests that use them are moved onto that
 loop too, so pooled connections never meet a different loop.
@@ -40,12 +45,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from biotech_ma_db import migrations
 from biotech_ma_db.database import Database
-from biotech_ma_db.testing import databases
-from biotech_ma_db.testing.providers import PROVIDERS, choose_provider, provide_postgres
+from biotech_ma_db.testing import databases, replica
+from biotech_ma_db.testing.providers import (
+    PROVIDERS,
+    ProvidedPostgres,
+    choose_provider,
+    provide_postgres,
+)
 from biotech_ma_db.unit_of_work import UnitOfWork
 
 _SESSION_LOOP_FIXTURES = frozenset({"database", "db_session", "fresh_database", "uow"})
 _TEST_POOL = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 10.0}
+_PROVIDED = pytest.StashKey[ProvidedPostgres]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,10 +87,31 @@ def fixture_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """asyncpg URL of a PostgreSQL server's maintenance database."""
     forced = request.config.getoption("--pg-provider")
     provided = provide_postgres(choose_provider(forced))
+    request.config.stash[_PROVIDED] = provided  # for replica_url: who started the server
     try:
         yield provided.url
     finally:
         provided.close()
+
+
+@pytest.fixture(scope="session", name="replica_url")
+def fixture_replica_url(request: pytest.FixtureRequest, postgres_url: str) -> Iterator[str]:
+    """asyncpg URL of a hot standby's maintenance database (see the module docstring)."""
+    provided = request.config.stash.get(_PROVIDED, None)
+    if provided is None or provided.provider != "embedded" or provided.url != postgres_url:
+        where = provided.provider if provided is not None else "a postgres_url of its own"
+        pytest.skip(
+            "replica_url needs a primary the plugin started itself (--pg-provider=embedded); "
+            f"this session's server comes from {where}"
+        )
+    primary = replica.primary_of(postgres_url)
+    if primary is None:
+        pytest.skip("replica_url: the embedded primary's cluster folder was not found")
+    standby = replica.start_replica(primary)
+    try:
+        yield standby.url("postgres")
+    finally:
+        standby.close()
 
 
 @pytest.fixture(scope="session", name="migrated_database_url")
