@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from biotech_ma_db.errors import CommitOutcomeUnknownError, TransientDatabaseError, translate_error
+from biotech_ma_db.unit_events import ATTEMPT
 
 __all__ = ["RetryEvent", "run_in_transaction"]
 
@@ -116,6 +117,9 @@ async def run_in_transaction(
     attempt = 0
     while True:
         attempt += 1
+        # Units of work read their attempt from ATTEMPT (logs, spans); its default is 1,
+        # so a first attempt outside any other run_in_transaction sets nothing.
+        attempt_token = ATTEMPT.set(attempt) if attempt > 1 or ATTEMPT.get() != 1 else None
         try:
             async with new_unit() as uow:
                 result = await fn(uow)
@@ -152,9 +156,19 @@ async def run_in_transaction(
                 attempt,
                 attempts,
                 delay,
+                extra={
+                    "attempt": attempt,
+                    "attempts": attempts,
+                    "delay_ms": round(delay * 1000, 3),
+                    "outcome": type(error).__name__,
+                    "sqlstate": sqlstate,
+                },
             )
             if on_retry is not None:
                 on_retry(RetryEvent(attempt=attempt, error=error, delay=delay))
             await asyncio.sleep(delay)
         else:
             return result
+        finally:
+            if attempt_token is not None:
+                ATTEMPT.reset(attempt_token)

@@ -4,7 +4,9 @@ One test provokes every path the RELIABILITY plan lists (a connection failure, b
 validation, an integrity error with ``echo=True``, logging the settings object), plus the
 CLI, role provisioning and the webhook helpers, collects every string a user or a log
 could see (reprs, ``str(exc)``, full tracebacks with their causes, log records, captured
-stdout/stderr, CLI output) and counts occurrences of each secret.
+stdout/stderr, CLI output) and counts occurrences of each secret.  A second test does the
+same for OpenTelemetry spans (``biotech_ma_db.tracing``): every span, attribute, event and
+status exported while units of work write and read secrets and fail on them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import traceback
 from urllib.parse import quote
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from biotech_ma_db import (
@@ -35,6 +42,7 @@ from biotech_ma_db.security import (
     SecretDecryptionError,
     generate_encryption_key,
 )
+from biotech_ma_db.tracing import UNIT_SPAN_NAME, instrument, uninstrument
 from biotech_ma_db.webhook_signing import WebhookVerificationError, verify_signature
 
 from .conftest import Figure, Secured, new_tenant
@@ -236,4 +244,98 @@ class TestRedaction:
         figure(
             f"0 occurrences of {len(needles)} secrets in {len(seen.strings)} captured strings "
             "(reprs, dumps, errors with tracebacks, logs with echo=True, CLI output)"
+        )
+
+
+class TestSpanRedaction:
+    """0 occurrences of any secret in the spans of units of work that handle secrets."""
+
+    async def test_no_secret_in_any_span(self, secured: Secured, figure: Figure) -> None:
+        pepper = "pepper-" + secrets.token_hex(16)
+        key_material = generate_encryption_key()
+        keyish = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        # The test server trusts local users, so the password in the URL is never checked:
+        # it is only there to be kept out of the spans.
+        url = make_url(secured.url("app_rw")).set(password=PASSWORD)
+        db = Database.from_url(
+            url,
+            api_key_pepper=pepper,
+            webhook_encryption_keys=f"9:{key_material}",
+            pool_size=1,
+            max_overflow=0,
+        )
+        down = Database.from_url(
+            f"postgresql://app:{ENCODED}@127.0.0.1:{_closed_port()}/biotech",
+            connect_timeout_s=2,
+        )
+        instrument(db, tracer_provider=provider)
+        instrument(down, tracer_provider=provider)
+        try:
+            tenant = await new_tenant(db, "Spans")
+            async with db.unit_of_work(client_id=tenant.client_id) as uow:
+                hook = await uow.webhooks.create(
+                    client_id=tenant.client_id, url="https://hooks.example.com/s"
+                )
+                webhook_secret = hook.secret
+                await uow.companies.create(ticker="SPAN", name=keyish)  # a written value
+                await uow.commit()
+            async with db.unit_of_work(client_id=tenant.client_id) as uow:
+                assert await uow.clients.authenticate(tenant.api_key) is not None
+                assert await uow.companies.get_by_ticker(keyish) is None  # a fast read
+                await uow.companies.search(therapeutic_areas=[keyish], query=keyish)
+            with pytest.raises(DatabaseError):  # the driver quotes the value it refused
+                async with db.unit_of_work() as uow:
+                    await uow.session.execute(text("SELECT CAST(:v AS bigint)"), {"v": keyish})
+            with pytest.raises(DatabaseError):  # and so does the server (22P02)
+                async with db.unit_of_work() as uow:
+                    await uow.session.execute(
+                        text("SELECT CAST(CAST(:v AS text) AS bigint)"), {"v": keyish}
+                    )
+            with pytest.raises(DatabaseError):  # DETAIL would quote the duplicate key
+                async with db.unit_of_work(client_id=tenant.client_id) as uow:
+                    for _ in range(2):
+                        uow.session.add(
+                            ApiKey(
+                                client_id=tenant.client_id,
+                                key_prefix=keyish,
+                                key_hash=hash_api_key(keyish + secrets.token_hex(2), pepper),
+                            )
+                        )
+                    await uow.session.flush()
+            with pytest.raises(DatabaseError):  # no server behind the password-bearing URL
+                async with down.unit_of_work() as uow:
+                    await uow.companies.count()
+        finally:
+            uninstrument(db)
+            uninstrument(down)
+            await db.dispose()
+            await down.dispose()
+
+        spans = exporter.get_finished_spans()
+        dumps = [span.to_json() for span in spans]
+        needles = {
+            "password": PASSWORD,
+            "encoded password": ENCODED,
+            "pepper": pepper,
+            "encryption key": key_material,
+            "api key": tenant.api_key,
+            "key-shaped value": keyish,
+            "webhook secret": webhook_secret,
+        }
+        hits = {name: sum(needle in dump for dump in dumps) for name, needle in needles.items()}
+        units = [span for span in spans if span.name == UNIT_SPAN_NAME]
+        failed = [span for span in spans if span.status.status_code is StatusCode.ERROR]
+        # The spans are there to be searched: every unit, its statements, its failures.
+        assert len(units) == 7
+        assert sum(1 for span in units if span.status.status_code is StatusCode.ERROR) == 4
+        assert any("SQLSTATE 22P02" in str(span.status.description) for span in failed)
+        assert any("SQLSTATE 23505" in str(span.status.description) for span in failed)
+        assert len(spans) - len(units) >= 10
+        assert hits == dict.fromkeys(needles, 0)
+        figure(
+            f"0 occurrences of {len(needles)} secrets in {len(spans)} exported spans "
+            f"({len(units)} units of work, {len(failed)} failed spans with their events)"
         )

@@ -26,6 +26,7 @@ from biotech_ma_db.engine import (
     SLOW_QUERY_OPTION,
     deferred_ping,
 )
+from biotech_ma_db.engine.statement_hook import STATEMENT_HOOK_OPTION
 from biotech_ma_db.repositories._fast_shapes import Compiled, FastQuery
 from biotech_ma_db.sa_internals import run_sync_in_greenlet
 
@@ -144,8 +145,13 @@ async def _run(
         for name, default, processor in compiled.params
         for value in (values.get(name, default),)
     ]
+    hook = options.get(STATEMENT_HOOK_OPTION)
     started = time.perf_counter()
-    rows: list[Any] = await driver.fetch(compiled.sql, *args)
+    if hook is None:
+        rows: list[Any] = await driver.fetch(compiled.sql, *args)
+    else:
+        with hook(compiled.sql):  # e.g. a statement span (biotech_ma_db.tracing)
+            rows = await driver.fetch(compiled.sql, *args)
     threshold = options.get(SLOW_QUERY_OPTION)
     if threshold is not None and (elapsed := time.perf_counter() - started) >= threshold:
         slow_query_logger.warning(
