@@ -139,11 +139,8 @@ def uninstrument(db: Database) -> None:
 
 
 def _engines(db: Database) -> list[AsyncEngine]:
-    """The primary's engine and each read replica's (``db.router``, when it has one)."""
-    engines = [db.engine]
-    router = getattr(db, "router", None)
-    engines.extend(replica.engine for replica in getattr(router, "replicas", ()))
-    return engines
+    """The primary's engine and each read replica's."""
+    return [db.engine, *(replica.engine for replica in db.router.replicas)]
 
 
 # The SQLAlchemy instrumentation keeps its listeners in EngineTracer's class-level

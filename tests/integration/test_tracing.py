@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from biotech_ma_db import CompanyRepository, Database
 from biotech_ma_db.errors import ConflictError, SerializationFailureError
+from biotech_ma_db.testing import databases, replica
 from biotech_ma_db.tracing import UNIT_SPAN_NAME, JsonLogFormatter, instrument, uninstrument
 from biotech_ma_db.unit_of_work import UnitOfWork
 
@@ -228,6 +229,41 @@ class TestUnitSpans:
         assert statement.parent is not None
         assert statement.parent.span_id == request.get_span_context().span_id
         assert cursor_statements == []  # a borrowed connection, past SQLAlchemy's cursor
+
+    async def test_a_unit_on_a_read_replica_is_traced(
+        self, fresh_database: Database, replica_url: str
+    ) -> None:
+        primary = fresh_database.engine.url
+        standby = databases.database_url(replica_url, primary.database or "")
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        db = Database.from_url(
+            primary.render_as_string(hide_password=False),
+            read_replica_urls=standby,
+            replica_retry_s=0.0,
+            pool_size=2,
+            max_overflow=0,
+        )
+        try:
+            await replica.wait_replayed(standby, str(await db.consistency_token()))
+            instrument(db, tracer_provider=provider)
+            async with db.unit_of_work(read_only=True) as uow:
+                bind = uow.session.sync_session.bind
+                assert bind is not None
+                assert bind.engine is db.router.replicas[0].engine.sync_engine
+                await uow.companies.get_by_ticker("NONE")  # the fast path, on the replica
+                await uow.companies.count()
+        finally:
+            uninstrument(db)
+            await db.dispose()
+        spans = exporter.get_finished_spans()
+        (unit,) = [span for span in spans if span.name == UNIT_SPAN_NAME]
+        assert unit.context is not None
+        children = [s for s in spans if s.parent and s.parent.span_id == unit.context.span_id]
+        texts = [str((s.attributes or {}).get("db.statement")) for s in children]
+        assert any("ticker" in t for t in texts), texts
+        assert any("count" in t for t in texts), texts
 
     async def test_uninstrument_stops_every_span(self, traced: Traced) -> None:
         instrument(traced.db, tracer_provider=traced.provider)  # twice: still one of each
