@@ -61,14 +61,8 @@ from typing import Any, Final, NamedTuple, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, Session
 
-from biotech_ma_db.errors import translate_error
 from biotech_ma_db.models.soft_delete import soft_delete_filter
-from biotech_ma_db.repositories._fast_run import (
-    Ran,
-    borrowable_engine,
-    run_borrowed,
-    run_in_session,
-)
+from biotech_ma_db.repositories._fast_run import fetch as _fetch  # a module global: tests wrap it
 from biotech_ma_db.repositories._fast_shapes import Builder, Compiled, FastQuery, QueryShapes
 from biotech_ma_db.sa_internals import Processor, has_orm_listeners, session_is_clean
 
@@ -127,22 +121,6 @@ async def fetch_rows(
     if not compiled.processors:
         return [make(row_type, record) for record in records]
     return [make(row_type, _processed(record, compiled.processors)) for record in records]
-
-
-async def _fetch(
-    session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
-) -> Ran | None:
-    """Run ``query`` on a borrowed connection or the session's; ``None`` when it cannot."""
-    engine = borrowable_engine(sync, query.mapper)
-    try:
-        if engine is not None:
-            return await run_borrowed(engine, query, values)
-        return await run_in_session(session, sync, query, values)
-    except BaseException as exc:
-        translated = translate_error(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
 
 
 def _session_allows(session: Session, mapper: Mapper[Any]) -> bool:

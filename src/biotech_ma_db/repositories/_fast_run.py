@@ -27,10 +27,11 @@ from biotech_ma_db.engine import (
     deferred_ping,
 )
 from biotech_ma_db.engine.statement_hook import STATEMENT_HOOK_OPTION
+from biotech_ma_db.errors import translate_error
 from biotech_ma_db.repositories._fast_shapes import Compiled, FastQuery
 from biotech_ma_db.sa_internals import run_sync_in_greenlet
 
-__all__ = ["Ran", "borrowable_engine", "run_borrowed", "run_in_session"]
+__all__ = ["Ran", "fetch"]
 
 slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
 
@@ -46,7 +47,27 @@ _BROKEN_CONNECTION_NAMES: Final = frozenset(
 )
 
 
-def borrowable_engine(session: Session, mapper: Mapper[Any]) -> Engine | None:
+async def fetch(
+    session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
+) -> Ran | None:
+    """Run ``query`` on a borrowed connection or the session's; ``None`` when it cannot.
+
+    Raises:
+        DatabaseError: The library's typed errors, as on the ORM path.
+    """
+    engine = _borrowable_engine(sync, query.mapper)
+    try:
+        if engine is not None:
+            return await _run_borrowed(engine, query, values)
+        return await _run_in_session(session, sync, query, values)
+    except BaseException as exc:
+        translated = translate_error(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+def _borrowable_engine(session: Session, mapper: Mapper[Any]) -> Engine | None:
     """The engine to borrow a connection from, for a plain session's first read.
 
     Only sessions :meth:`Database.session` marked plain (no per-transaction settings to
@@ -65,7 +86,7 @@ def borrowable_engine(session: Session, mapper: Mapper[Any]) -> Engine | None:
     return bind
 
 
-async def run_borrowed(
+async def _run_borrowed(
     engine: Engine, query: FastQuery, values: Mapping[str, object]
 ) -> Ran | None:
     """Run on a connection borrowed from the pool for this one statement.
@@ -86,7 +107,7 @@ async def run_borrowed(
     return await _run_on(fairy, engine, query, values)
 
 
-async def run_in_session(
+async def _run_in_session(
     session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
 ) -> Ran | None:
     """Run on the session's connection; ``None`` when it is not in a usable state."""
