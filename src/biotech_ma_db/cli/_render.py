@@ -13,7 +13,7 @@ from rich.text import Text
 
 from biotech_ma_db.cli._reads import Ranked
 from biotech_ma_db.cli._target import Target
-from biotech_ma_db.database import HealthReport, PoolStatus
+from biotech_ma_db.database import HealthReport, PoolStatus, ReplicaStatus
 from biotech_ma_db.models import AcquirerMatch, Company
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "percentile",
     "print_json",
     "ranked_as_dict",
+    "replica_line",
     "runway",
     "sparkline",
     "targets_table",
@@ -186,4 +187,19 @@ def health_table(report: HealthReport, pool: PoolStatus, target: Target) -> Tabl
         f"size {pool.size}, checked in {pool.checked_in}, checked out {pool.checked_out}, "
         f"overflow {pool.overflow}/{pool.max_overflow}, timeout {pool.timeout:g} s",
     )
+    for replica in report.replicas:
+        table.add_row(f"replica {replica.url}", replica_line(replica))
     return table
+
+
+def replica_line(replica: ReplicaStatus) -> str:
+    """One read replica's rotation state, lag and pool, on one line."""
+    state = "in rotation" if replica.in_rotation else "OUT of rotation"
+    lag_bytes = "—" if replica.lag_bytes is None else f"{replica.lag_bytes:,} bytes"
+    lag_seconds = "—" if replica.lag_seconds is None else f"{replica.lag_seconds:.1f} s"
+    pool = replica.pool
+    line = (
+        f"{state}, lag {lag_bytes} / {lag_seconds}, pool size {pool.size}, "
+        f"checked out {pool.checked_out}"
+    )
+    return f"{line}: {replica.error}" if replica.error else line

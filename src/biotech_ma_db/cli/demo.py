@@ -41,7 +41,8 @@ from biotech_ma_db.cli._common import (
 from biotech_ma_db.cli._reads import best_acquirers, count_rows, signal_counts, top_targets
 from biotech_ma_db.cli._render import acquirers_table, health_table, targets_table
 from biotech_ma_db.cli._target import Target, open_database, resolve
-from biotech_ma_db.database import Database
+from biotech_ma_db.database import ConsistencyToken, Database
+from biotech_ma_db.engine import PRIMARY_ONLY
 from biotech_ma_db.models import Base, Company
 
 __all__ = ["demo", "seed"]
@@ -130,7 +131,8 @@ async def _seed(
     out = console()
     out.print(f"seeding {target.label}")
     async with open_database(target) as db:
-        existing = await count_rows(db, Company)
+        # Decides whether to write: read on the primary, never a lagging replica.
+        existing = await count_rows(db, Company, consistency=PRIMARY_ONLY)
         if existing and not reset:
             fail(f"the database already holds {existing:,} companies; use --reset to replace them")
         if reset:
@@ -151,7 +153,7 @@ async def _demo(
     revision = await asyncio.to_thread(migrations.current, target.url)
     out.print(f"schema at revision {revision}")
     async with open_database(target) as db:
-        existing = await count_rows(db, Company)
+        existing = await count_rows(db, Company, consistency=PRIMARY_ONLY)
         if existing and not reset:
             out.print(
                 f"reusing the dataset already loaded ({existing:,} companies); --reset rebuilds it"
@@ -162,23 +164,26 @@ async def _demo(
             loading = time.perf_counter()
             summary = await _load(db, spec)
             out.print(_summary_line(summary, time.perf_counter() - loading))
-        await _report(db, target, out)
+        # The report may run on a replica, once it has replayed the load.
+        await _report(db, target, out, await db.consistency_token())
     out.print(f"[bold]demo finished in {time.perf_counter() - started:.1f} s[/bold]")
 
 
-async def _report(db: Database, target: Target, out: Console) -> None:
-    rows = await top_targets(db, limit=10)
+async def _report(
+    db: Database, target: Target, out: Console, consistency: ConsistencyToken
+) -> None:
+    rows = await top_targets(db, limit=10, consistency=consistency)
     if not rows:
         out.print("no scores in the database yet")
         return
     as_of = rows[0].score.score_date
     out.print()
     out.print(targets_table(rows, f"Top 10 M&A targets on {as_of}"))
-    best = await best_acquirers(db, [row.company.id for row in rows])
+    best = await best_acquirers(db, [row.company.id for row in rows], consistency=consistency)
     out.print()
     out.print(acquirers_table(rows, best))
     since = dt.datetime.combine(as_of - dt.timedelta(days=90), dt.time(), tzinfo=dt.UTC)
-    counts = await signal_counts(db, since)
+    counts = await signal_counts(db, since, consistency=consistency)
     table = Table(title=f"Signals in the 90 days to {as_of}", title_justify="left")
     table.add_column("Type")
     table.add_column("Signals", justify="right")

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from biotech_ma_db import migrations
 from biotech_ma_db.cli._app import app
 from biotech_ma_db.cli._common import DataDirOption, JsonOption, UrlOption, console, fail, run
-from biotech_ma_db.cli._render import health_table, print_json
+from biotech_ma_db.cli._render import health_table, print_json, replica_line
 from biotech_ma_db.cli._target import open_database, resolve
 
 __all__ = ["check_schema", "health", "pool_status"]
@@ -57,9 +57,13 @@ async def _pool_status(url: str | None, data_dir: Path | None, as_json: bool) ->
     table.add_column("key", style="bold")
     table.add_column("value", justify="right")
     for key, value in dataclasses.asdict(status).items():
+        if key == "replicas":
+            continue  # one row each, below
         table.add_row(
             key.replace("_", " "), f"{value:g}" if isinstance(value, float) else str(value)
         )
+    for replica in status.replicas:
+        table.add_row(f"replica {replica.url}", replica_line(replica))
     console().print(table)
 
 
