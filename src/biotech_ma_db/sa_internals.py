@@ -36,7 +36,10 @@ Internals relied on (name, where, what for, what breaks if it changes):
   empty commit when not.  Renamed: ``AttributeError`` on every fast read and session exit.
 - ``greenlet_spawn`` / ``await_`` (``sqlalchemy.util.concurrency``): run pool calls
   (checkout, invalidate) from async code, and an asyncpg call from the pool's sync ping.
-- ``AsyncAdapt_dbapi_connection._handle_exception`` (``sqlalchemy.connectors.asyncio``):
+  Moved or renamed: ``ImportError`` here (SQLAlchemy 2.0 calls ``await_`` ``await_only``,
+  which is why the range starts at 2.1.0).
+- ``AsyncAdapt_dbapi_connection`` and its ``_handle_exception``
+  (``sqlalchemy.connectors.asyncio``): the asyncpg adapter's connection class, and what
   turns an asyncpg error into the adapter's DBAPI error, so the pool classifies a failed
   ping as SQLAlchemy's own ping would.  Renamed: a failed ping raises ``AttributeError``.
 - ``Dialect.do_ping`` replaced on one dialect *instance* (:func:`replace_ping`): relies
