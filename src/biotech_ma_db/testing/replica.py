@@ -225,9 +225,7 @@ async def wait_replayed(url: str, lsn: str, *, within_s: float = _READY_TIMEOUT_
                 timeout=5,
             )
             try:
-                if await conn.fetchval(
-                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", lsn
-                ):
+                if await conn.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", lsn):
                     return
             finally:
                 await conn.close()
