@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from biotech_ma_db import Database, HealthReport, embedded
 
@@ -14,6 +15,16 @@ from biotech_ma_db import Database, HealthReport, embedded
 async def _health(url: str) -> HealthReport:
     async with Database.from_url(url) as db:
         return await db.health()
+
+
+async def _settings(url: str, *names: str) -> dict[str, str]:
+    async with Database.from_url(url) as db, db.session() as session:
+        return {
+            name: (
+                await session.execute(text("SELECT current_setting(:n)"), {"n": name})
+            ).scalar_one()
+            for name in names
+        }
 
 
 class TestEmbeddedServer:
@@ -36,6 +47,19 @@ class TestEmbeddedServer:
         assert embedded.status(folder) is None
         assert embedded.stop(folder) is False
         assert (folder / "PG_VERSION").exists()
+
+    def test_fast_cluster_turns_off_fsync_only(self, tmp_path: Path) -> None:
+        """``fast=True`` takes effect: no fsync or full-page writes, synchronous commit kept."""
+        tmp_path.chmod(0o755)
+        folder = tmp_path / "pg"
+        server = embedded.start(folder, fast=True)
+        try:
+            settings = asyncio.run(
+                _settings(server.url("postgres"), "fsync", "full_page_writes", "synchronous_commit")
+            )
+        finally:
+            embedded.stop(folder)
+        assert settings == {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "on"}
 
     def test_data_dir_from_environment(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
