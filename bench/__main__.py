@@ -2,6 +2,7 @@
 
 ``python -m bench [--quick]`` runs the comparison table; ``python -m bench scale`` fills the
 signals table to 100,000 and then 5,000,000 rows and compares read latency at both sizes.
+``python -m bench frames`` times a 100,000-signal DataFrame against the raw asyncpg fetch.
 See ``bench/README.md``.
 """
 
@@ -16,7 +17,7 @@ from bench.server import bench_server
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "mode", nargs="?", choices=("compare", "scale", "profile"), default="compare"
+        "mode", nargs="?", choices=("compare", "scale", "profile", "frames"), default="compare"
     )
     parser.add_argument("--quick", action="store_true", help="small counts (under 3 minutes)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (5)")
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                     server, op_key=args.only or "1", peer_key=args.peers or "lib", quick=args.quick
                 )
             )
+        elif args.mode == "frames":
+            from bench.frames import run_frames  # noqa: PLC0415
+
+            run_frames(server, repeats=args.repeats)
         elif args.mode == "scale":
             from bench.scale import run_scale  # noqa: PLC0415
 
