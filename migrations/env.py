@@ -59,7 +59,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from logging.config import fileConfig
 from typing import Any, TypeVar
@@ -77,6 +77,7 @@ from biotech_ma_db.migrations import (
     migration_lock,
 )
 from biotech_ma_db.models import Base
+from biotech_ma_db.partitions import is_partition_name
 from biotech_ma_db.settings import DatabaseSettings
 
 config = context.config
@@ -121,11 +122,18 @@ def _url_and_lock_wait() -> tuple[URL, float]:
     )
 
 
+def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
+    """Leave the partitions of partitioned model tables (``signals_y2026m03``) out of
+    autogenerate and ``alembic check``: the models declare only the parent table."""
+    return not (type_ == "table" and name is not None and is_partition_name(name))
+
+
 def _configure(**options: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
         transaction_per_migration=True,
+        include_name=include_name,
         **options,
     )
 

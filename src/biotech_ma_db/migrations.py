@@ -46,6 +46,7 @@ from sqlalchemy.pool import NullPool
 
 from biotech_ma_db.errors import MigrationError, translate_error
 from biotech_ma_db.models import Base
+from biotech_ma_db.partitions import partition_tables
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_MS",
@@ -298,12 +299,18 @@ def check_schema(url: str | URL) -> list[str]:
     metadata = Base.metadata
 
     def compare(connection: Connection) -> tuple[str | None, list[str]]:
+        skip = partition_tables(connection)  # the models declare only the parent tables
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "target_metadata": metadata}
+            connection,
+            opts={
+                "compare_type": True,
+                "target_metadata": metadata,
+                "include_name": lambda name, type_, _: type_ != "table" or name not in skip,
+            },
         )
         lines = [_describe(diff) for diff in compare_metadata(context, metadata)]
         lines += _compare_index_details(connection, metadata)
-        lines += _compare_check_constraints(connection, metadata)
+        lines += _compare_check_constraints(connection, metadata, skip)
         return context.get_current_revision(), lines
 
     with _failures_as("schema check"):
@@ -370,8 +377,11 @@ def _compare_index_details(connection: Connection, metadata: MetaData) -> list[s
     return lines
 
 
-def _compare_check_constraints(connection: Connection, metadata: MetaData) -> list[str]:
-    live = {(row.table_name, row.name) for row in connection.execute(_CHECKS_SQL)}
+def _compare_check_constraints(
+    connection: Connection, metadata: MetaData, skip: set[str]
+) -> list[str]:
+    rows = connection.execute(_CHECKS_SQL)
+    live = {(row.table_name, row.name) for row in rows if row.table_name not in skip}
     expected = {
         (table.name, str(constraint.name))
         for table in metadata.tables.values()

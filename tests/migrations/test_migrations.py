@@ -35,8 +35,18 @@ async def _user_relations(url: str) -> list[object]:
     )
 
 
+# Partitions (signals_y2026m03, signals_default) are not tables of the models.
+_NOT_A_PARTITION = "NOT coalesce((SELECT relispartition FROM pg_class WHERE oid = {oid}), false)"
+_TABLE_OID = "format('%I.%I', {schema}, {table})::regclass"
+
+
 async def _tables(url: str) -> set[object]:
-    rows = await scalars(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    oid = _TABLE_OID.format(schema="schemaname", table="tablename")
+    rows = await scalars(
+        url,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        f" AND {_NOT_A_PARTITION.format(oid=oid)}",
+    )
     return set(rows) - {"alembic_version"}
 
 
@@ -137,12 +147,15 @@ _CATALOG_QUERIES = (
     " character_maximum_length, numeric_precision, numeric_scale, is_nullable,"
     " column_default, is_identity, identity_generation, is_generated, generation_expression"
     " FROM information_schema.columns"
-    " WHERE table_schema = 'public' AND table_name <> 'alembic_version'",
+    " WHERE table_schema = 'public' AND table_name <> 'alembic_version' AND "
+    + _NOT_A_PARTITION.format(oid=_TABLE_OID.format(schema="table_schema", table="table_name")),
     "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
     " WHERE connamespace = 'public'::regnamespace AND contype <> 'n'"
-    " AND conrelid::regclass::text <> 'alembic_version'",
+    " AND conrelid::regclass::text <> 'alembic_version' AND "
+    + _NOT_A_PARTITION.format(oid="conrelid"),
     "SELECT tablename, indexname, indexdef FROM pg_indexes"
-    " WHERE schemaname = 'public' AND tablename <> 'alembic_version'",
+    " WHERE schemaname = 'public' AND tablename <> 'alembic_version' AND "
+    + _NOT_A_PARTITION.format(oid=_TABLE_OID.format(schema="schemaname", table="tablename")),
 )
 
 

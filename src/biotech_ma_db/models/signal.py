@@ -9,6 +9,11 @@ answer ``None`` when a key is missing or holds a value of the wrong shape::
     signal.filing_type                              # "8-K"
 
 Rows read back always come out as the subclass of their ``signal_type``.
+
+The table is range-partitioned by month on ``event_date`` (migration ``0003``; see
+:mod:`biotech_ma_db.partitions`), so its primary key is ``(id, event_date)``: PostgreSQL
+wants the partition key in every unique constraint.  The mapper's identity is ``id``
+alone, which the identity sequence keeps unique.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ class Signal(AuditMixin, TimestampMixin, Base):
         BigInteger, ForeignKey("companies.id", ondelete="CASCADE")
     )
     signal_type: Mapped[SignalType] = mapped_column(checked_enum(SignalType, "signal_type"))
-    event_date: Mapped[dt.datetime]
+    # In the table's key because the table is partitioned on it (see the module doc).
+    event_date: Mapped[dt.datetime] = mapped_column(primary_key=True)
     severity: Mapped[Severity] = mapped_column(
         checked_enum(Severity, "severity"), server_default=Severity.MEDIUM.value
     )
@@ -69,7 +75,14 @@ class Signal(AuditMixin, TimestampMixin, Base):
 
     company: Mapped[Company] = relationship(back_populates="signals", lazy="raise")
 
-    __mapper_args__ = {"polymorphic_on": "signal_type", "eager_defaults": True}
+    # The identity stays ``id`` alone: ``session.get(Signal, id)``, the identity map and the
+    # fast read paths keep working with one key, and the ORM's UPDATE/DELETE still name
+    # both key columns (the partition key lets PostgreSQL go straight to one partition).
+    __mapper_args__ = {
+        "polymorphic_on": "signal_type",
+        "eager_defaults": True,
+        "primary_key": ["id"],
+    }
 
     __table_args__ = (
         Index(None, "company_id", "signal_type"),
@@ -78,6 +91,7 @@ class Signal(AuditMixin, TimestampMixin, Base):
         Index(None, "severity"),
         Index(None, "signal_data", postgresql_using="gin"),
         CheckConstraint("ma_impact_score BETWEEN -100 AND 100", name="ma_impact_score_range"),
+        {"postgresql_partition_by": "RANGE (event_date)"},
     )
 
     def __new__(cls, **kwargs: object) -> Self:

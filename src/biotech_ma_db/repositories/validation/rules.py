@@ -227,7 +227,8 @@ def rules_for(model: type[Base]) -> ModelRules:
         if not isinstance(column, Column):
             continue
         read_only = (
-            column.primary_key
+            # The mapper's key, not the table's: signals' table key also holds event_date.
+            any(column is key for key in mapper.primary_key)
             or column.computed is not None
             or column is version_column
             or attr.key in _READ_ONLY_NAMES
