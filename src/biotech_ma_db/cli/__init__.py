@@ -18,6 +18,7 @@ connect), ``_reads`` (queries) and ``_render`` (tables, JSON)::
     ops         health, pool-status, check-schema
     roles       provision-roles
     migrate     migrate upgrade|downgrade|current|history
+    partitions  partitions ensure|detach|list
     backup      backup, restore
     embedded    embedded start|stop|status|url
 """
@@ -29,7 +30,7 @@ from biotech_ma_db.cli._render import sparkline
 
 # isort: off
 # Importing a command module registers its commands; their order here is that of --help.
-from biotech_ma_db.cli import demo, queries, ops, roles, migrate, backup, embedded  # noqa: F401
+from biotech_ma_db.cli import demo, queries, ops, roles, migrate, partitions, backup, embedded  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main", "sparkline"]
