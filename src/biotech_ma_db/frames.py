@@ -71,6 +71,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from biotech_ma_db.database import Database
+from biotech_ma_db.engine import AUTOCOMMIT_READS_OPTION
 from biotech_ma_db.errors import ValidationError, translate_error
 from biotech_ma_db.models import Company, MAScore, Severity, Signal, SignalType
 from biotech_ma_db.repositories import SignalRepository, rules_for
@@ -392,6 +393,14 @@ async def _frame(
             sql = _Sql.of(statement.with_only_columns(*(c.select for c in columns)), dialect)
             compiled[key] = sql
         driver: Any = (await connection.get_raw_connection()).driver_connection
+        if (
+            not driver.is_in_transaction()
+            and not connection.sync_engine.get_execution_options().get(AUTOCOMMIT_READS_OPTION)
+        ):
+            # A lone statement is what Database allows (read committed sees the same rows);
+            # elsewhere (behind pgbouncer, a foreign engine) begin first: SQLAlchemy's
+            # adapter sends BEGIN before its first statement.
+            await connection.exec_driver_sql("SELECT 1")
         try:
             records = await driver.fetch(sql.text, *sql.arguments(values))
         except BaseException as exc:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from biotech_ma_db import (
     Company,
@@ -99,6 +100,12 @@ def _frame_signal_rows(frame: pl.DataFrame) -> list[dict[str, object]]:
     for row in rows:
         row["signal_data"] = json.loads(row["signal_data"])
     return rows
+
+
+async def _server_transaction_open(session: AsyncSession) -> bool:
+    """Whether ``BEGIN`` has reached the server on the session's connection."""
+    raw = await (await session.connection()).get_raw_connection()
+    return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
 
 
 def _score_row(score: MAScore) -> dict[str, object]:
@@ -194,6 +201,24 @@ class TestSignalsFrame:
             assert signals_frame(db, first.id).equals(reference)
             with db.session() as session:
                 assert signals_frame(session, first.id).equals(reference)
+
+    async def test_a_session_of_another_engine_reads_in_a_transaction(
+        self, fresh_database: Database
+    ) -> None:
+        """An engine without the library's options: the frame begins a transaction first."""
+        first, _ = await _seed(fresh_database)
+        reference = await signals_frame(fresh_database, first.id)
+        engine = create_async_engine(fresh_database.engine.url)
+        try:
+            async with AsyncSession(engine) as session:
+                frame = await signals_frame(session, first.id)
+                assert await _server_transaction_open(session)
+            assert frame.equals(reference)
+        finally:
+            await engine.dispose()
+        async with fresh_database.session() as session:  # Database: one lone statement
+            assert (await signals_frame(session, first.id)).equals(reference)
+            assert not await _server_transaction_open(session)
 
     async def test_a_unit_of_work_sees_its_own_uncommitted_rows(
         self, fresh_database: Database
