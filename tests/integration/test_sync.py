@@ -205,6 +205,9 @@ class TestOriginalApi:
             latest = uow.reports.get_latest("weekly")
             assert latest is not None
             assert latest.id == report.id
+            january = uow.reports.get_by_type("weekly", dt.date(2025, 1, 1), dt.date(2025, 1, 31))
+            assert [r.id for r in january] == [report.id]
+            assert uow.reports.get_by_type("weekly", dt.date(2025, 2, 1)) == []
             done = uow.reports.mark_distributed(report.id, ["a@example.com"])
             assert done.status is ReportStatus.DISTRIBUTED
             fired = uow.alerts.find_triggered(company_id=1, signal_type="news", severity="low")
