@@ -1,4 +1,4 @@
-"""Signals partitioned by month on ``event_date``.
+"""Signals partitioned by month on event_date.
 
 ``signals`` becomes a table range-partitioned on ``event_date`` (``timestamptz``), one
 partition per calendar month in UTC, named ``signals_yYYYYmMM``, plus the DEFAULT partition
