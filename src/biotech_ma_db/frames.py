@@ -79,12 +79,13 @@ from biotech_ma_db.repositories.base import check_id
 from biotech_ma_db.repositories.query import check_limit
 from biotech_ma_db.repositories.score import MAX_HISTORY_DAYS, _top_query, today_utc
 from biotech_ma_db.repositories.signal import _by_company_query
+from biotech_ma_db.sa_internals import bind_processor, compile_positional
 from biotech_ma_db.sync import SyncDatabase, SyncUnitOfWork
 from biotech_ma_db.unit_of_work import UnitOfWork
 
 try:
     import polars as pl
-except ImportError as exc:  # pragma: no cover — tests/integration/test_frames.py runs it
+except ImportError as exc:  # tests/integration/test_frames.py hides polars in a subprocess
     raise ImportError(
         "biotech_ma_db.frames needs polars: pip install 'biotech-ma-db[frames]'"
     ) from exc
@@ -351,17 +352,12 @@ class _Sql:
 
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect) -> _Sql:
-        compiled = statement.compile(dialect=dialect)
-        binds = compiled.binds
+        compiled = compile_positional(statement, dialect)
         params = tuple(
-            (
-                name,
-                binds[name].effective_value,
-                dialect.type_descriptor(binds[name].type).bind_processor(dialect),
-            )
-            for name in compiled.positiontup or ()
+            (name, bind.effective_value, bind_processor(bind.type, dialect))
+            for name, bind in compiled.params
         )
-        return cls(compiled.string, params)
+        return cls(compiled.sql, params)
 
     def arguments(self, values: Mapping[str, object]) -> list[object]:
         return [
