@@ -1,7 +1,8 @@
 """``python -m bench``: compare raw asyncpg, SQLAlchemy ORM, advanced-alchemy and this library.
 
-``python -m bench [--quick]`` runs the comparison table; ``python -m bench scale`` fills the
-signals table to 100,000 and then 5,000,000 rows and compares read latency at both sizes.
+``python -m bench [--quick]`` runs the comparison table; ``python -m bench scale [--rows N]``
+fills the signals table to 100,000 and then N rows (5,000,000) and compares reads, ingest
+rate and memory at both sizes, and on a read replica.
 ``python -m bench frames`` times a 100,000-signal DataFrame against the raw asyncpg fetch.
 See ``bench/README.md``.
 """
@@ -23,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (5)")
     parser.add_argument("--only", help="comma-separated operation keys, e.g. 1,2,7a")
     parser.add_argument("--peers", help="comma-separated peers: asyncpg,orm,aa,lib")
-    parser.add_argument("--rows", type=int, default=5_000_000, help="scale: final signal rows")
+    parser.add_argument(
+        "--rows", type=int, default=5_000_000, help="scale: final signal rows (5,000,000)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the server's data folder")
     args = parser.parse_args(argv)

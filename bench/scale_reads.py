@@ -1,0 +1,163 @@
+"""The scale run's timed reads, in rounds that are re-done when the machine was busy.
+
+The reads go through the library, in one session: ``SignalRepository.get_by_company`` for
+a company's 90-day window (both ends given, newest first, up to 50) and the filtered
+page, ``CompanyRepository.search(therapeutic_areas=["oncology"], min_market_cap=X,
+limit=50)``, with ``session.expunge_all()`` after each read (as the comparison run does).
+
+The calls are split into rounds.  As in the comparison run, a round during which
+unrelated processes used more than 0.25 CPU cores (``/proc/stat``, minus this process and
+the servers) is re-done, at most twice, with the same picks; the report says how many
+were re-done and how many kept rounds still had such load.  Picks depend only on the seed
+and the round, so every call of :func:`latencies` (100k, N, replica, primary) times the
+same reads.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bench import data
+from bench.harness import OTHER_LOAD_LIMIT, RETRIES
+from bench.scale_data import WINDOW_END, WINDOW_START
+from biotech_ma_db import CompanyRepository, Database, SignalRepository
+
+ROUNDS = 5
+PAGE = 50
+
+Read = Callable[[Any], Awaitable[int]]
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class _Round:
+    times: dict[str, list[float]] = field(default_factory=dict)
+    rows: dict[str, list[int]] = field(default_factory=dict)
+    other_cores: float = 0.0
+
+
+def _reads(session: AsyncSession) -> dict[str, Read]:
+    signals, companies = SignalRepository(session), CompanyRepository(session)
+
+    async def by_company(company: int) -> int:
+        found = await signals.get_by_company(company, start_date=WINDOW_START, end_date=WINDOW_END)
+        return len(found)
+
+    async def filtered(cap: Decimal) -> int:
+        found = await companies.search(
+            therapeutic_areas=["oncology"], min_market_cap=cap, limit=PAGE
+        )
+        return len(found)
+
+    return {
+        "get_by_company": by_company,
+        "filtered_page": filtered,
+        "get_by_company_busy": by_company,
+    }
+
+
+def _picks(
+    number: int, size: int, companies: Sequence[int], caps: Sequence[Decimal], busy: Sequence[int]
+) -> list[tuple[str, Any]]:
+    r = data.rng("scale-latency", number)
+    picks: list[tuple[str, Any]] = []
+    for _ in range(size):
+        picks += [("get_by_company", r.choice(companies)), ("filtered_page", r.choice(caps))]
+        if busy:
+            picks.append(("get_by_company_busy", r.choice(busy)))
+    return picks
+
+
+async def _round(
+    session: AsyncSession,
+    reads: dict[str, Read],
+    picks: list[tuple[str, Any]],
+    server_cpu: Callable[[], float],
+) -> _Round:
+    result = _Round()
+    busy0, cpu0, server0 = _busy_seconds(), time.process_time(), server_cpu()
+    wall0 = time.perf_counter()
+    for name, arg in picks:
+        started = time.perf_counter()
+        found = await reads[name](arg)
+        result.times.setdefault(name, []).append(time.perf_counter() - started)
+        result.rows.setdefault(name, []).append(found)
+        session.expunge_all()
+    wall = time.perf_counter() - wall0
+    own = time.process_time() - cpu0 + server_cpu() - server0
+    result.other_cores = max(0.0, _busy_seconds() - busy0 - own) / wall
+    return result
+
+
+def _stats(rounds: list[_Round], name: str) -> dict[str, float]:
+    values = [t for r in rounds for t in r.times[name]]
+    rows = [n for r in rounds for n in r.rows[name]]
+    return {
+        "median_ms": statistics.median(values) * 1000,
+        "p95_ms": statistics.quantiles(values, n=20)[-1] * 1000,
+        "rows_mean": statistics.fmean(rows),
+    }
+
+
+async def latencies(
+    db: Database,
+    companies: Sequence[int],
+    caps: Sequence[Decimal],
+    count: int,
+    *,
+    server_cpu: Callable[[], float],
+    read_only: bool = False,
+    busy: Sequence[int] = (),
+) -> dict[str, Any]:
+    """Median, p95 (ms) and mean rows of each read over ``count`` calls, after warm-up.
+
+    Args:
+        db: Where to read.
+        companies: Companies for ``get_by_company``.
+        caps: Market-cap floors for the filtered page.
+        count: Calls per read (``ROUNDS`` rounds), after ``count // 10`` warm-up calls.
+        server_cpu: CPU seconds the servers have used so far (subtracted from the load).
+        read_only: Read in ``db.session(read_only=True)`` (a replica, when configured).
+        busy: Companies for an extra ``get_by_company_busy`` read, if any.
+    """
+    size = max(1, count // ROUNDS)
+    kept: list[_Round] = []
+    redone = loaded = 0
+    async with db.session(read_only=read_only) as session:
+        standby = bool(await session.scalar(text("SELECT pg_is_in_recovery()")))
+        reads = _reads(session)
+        await _round(session, reads, _picks(-1, count // 10, companies, caps, busy), server_cpu)
+        for number in range(ROUNDS):
+            picks = _picks(number, size, companies, caps, busy)
+            result = await _round(session, reads, picks, server_cpu)
+            for _ in range(RETRIES):
+                if result.other_cores <= OTHER_LOAD_LIMIT:
+                    break
+                redone += 1
+                result = await _round(session, reads, picks, server_cpu)
+            loaded += result.other_cores > OTHER_LOAD_LIMIT
+            kept.append(result)
+    return {
+        "on_standby": standby,
+        "rounds": ROUNDS,
+        "rounds_redone": redone,
+        "rounds_loaded": loaded,
+        "other_cores_mean": statistics.fmean(r.other_cores for r in kept),
+        "reads": {name: _stats(kept, name) for name in kept[0].times},
+    }
