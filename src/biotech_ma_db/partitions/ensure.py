@@ -11,7 +11,9 @@ transaction:
 2. with the DEFAULT partition locked (ACCESS EXCLUSIVE, which ``ATTACH`` takes anyway),
    move that month's rows out of DEFAULT into the new table (``DELETE ... RETURNING``);
 3. ``ALTER TABLE <table> ATTACH PARTITION ...``, which takes only SHARE UPDATE EXCLUSIVE
-   on the parent: reads and writes of other months go on;
+   on the parent: reads and writes of other months go on (cloning the foreign key to
+   ``companies`` takes SHARE ROW EXCLUSIVE there, so company writes wait for the commit,
+   milliseconds when DEFAULT holds few rows of the month);
 4. drop the helper CHECK, now implied by the partition bound.
 
 Concurrent runs queue on a transaction-scoped advisory lock per table and then find the
