@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -24,18 +23,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from biotech_ma_db.engine.consistency import ConsistencyToken, current_token, parse_lsn
-from biotech_ma_db.engine.options import PLAIN_SESSION_KEY
-from biotech_ma_db.engine.read_only import READ_ONLY_KEY, install_read_only_guard
+from biotech_ma_db.engine.read_only import install_read_only_guard
 from biotech_ma_db.engine.replicas import Replica, build_engine
 from biotech_ma_db.engine.routing import ReplicaRouter, SessionLease
+from biotech_ma_db.engine.session_scope import SessionScope
 from biotech_ma_db.engine.status import HealthReport, PoolStatus, pool_snapshot
-from biotech_ma_db.engine.transactions import (
-    TRANSACTION_INFO_KEY,
-    TransactionSettings,
-    install_transaction_listener,
-)
+from biotech_ma_db.engine.transactions import install_transaction_listener
 from biotech_ma_db.errors import ValidationError, translate_error
-from biotech_ma_db.sa_internals import session_is_clean
 from biotech_ma_db.security import SecurityConfig
 from biotech_ma_db.settings import DatabaseSettings
 
@@ -100,14 +94,13 @@ class ConnectionManager:
     ) -> None:
         await self.dispose()
 
-    @asynccontextmanager
-    async def session(
+    def session(
         self,
         *,
         read_only: bool = False,
         consistency: ConsistencyToken | None = None,
         consistency_wait: float | None = None,
-    ) -> AsyncIterator[AsyncSession]:
+    ) -> AbstractAsyncContextManager[AsyncSession]:
         """An ``AsyncSession`` that commits on clean exit and rolls back on error.
 
         Errors leave as the library's typed errors (see :mod:`biotech_ma_db.errors`),
@@ -123,43 +116,11 @@ class ConnectionManager:
             consistency_wait: Seconds to wait for a replica to replay ``consistency``
                 before reading on the primary (default ``DB_REPLICA_WAIT_MS``).
         """
-        if read_only:
-            lease = await self.open_read_session(consistency, consistency_wait)
-        else:
-            lease = SessionLease(self.sessionmaker())
-        session = lease.session
-        sync = session.sync_session
-        if read_only:
-            sync.info[READ_ONLY_KEY] = True
-            sync.info[TRANSACTION_INFO_KEY] = TransactionSettings(read_only=True)
-        else:
-            # Plain session (no per-transaction settings): its first fast read may borrow
-            # a pooled connection instead of starting a transaction (repositories/_fast.py).
-            sync.info[PLAIN_SESSION_KEY] = True
-        try:
-            yield session
-            # A session that never began a transaction and holds no changes has nothing
-            # to commit; skipping the empty commit saves its bookkeeping.
-            if sync.in_transaction() or not session_is_clean(sync):
-                await session.commit()
-        except BaseException as exc:
-            await _rollback_quietly(session)
-            translated = translate_error(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
-        finally:
-            try:
-                if sync.get_transaction() is None:
-                    # No transaction, so no connection to give back: closing only forgets
-                    # the objects, no I/O, and needs no task of its own.
-                    sync.close()
-                else:
-                    # Holding a connection (e.g. cancelled mid-commit): SQLAlchemy's own
-                    # exit, which finishes the close even if this task is cancelled.
-                    await session.__aexit__(None, None, None)
-            finally:
-                await lease.release()
+        if not read_only:
+            return SessionScope(self.sessionmaker)
+        return SessionScope(
+            self.sessionmaker, lambda: self.open_read_session(consistency, consistency_wait)
+        )
 
     async def open_read_session(
         self,
@@ -260,11 +221,3 @@ def _wait_seconds(value: object, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValidationError("consistency_wait", "expected a finite number of seconds")
     return max(float(value), 0.0)
-
-
-async def _rollback_quietly(session: AsyncSession) -> None:
-    """Roll back without letting a failure here hide the error that got us here."""
-    try:
-        await session.rollback()
-    except Exception:
-        logger.warning("rollback after an error failed as well", exc_info=True)

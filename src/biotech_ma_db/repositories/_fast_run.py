@@ -29,7 +29,7 @@ from biotech_ma_db.engine import (
 from biotech_ma_db.engine.statement_hook import STATEMENT_HOOK_OPTION
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.repositories._fast_shapes import Compiled, FastQuery
-from biotech_ma_db.sa_internals import run_sync_in_greenlet
+from biotech_ma_db.sa_internals import checkout_without_io, run_sync_in_greenlet
 
 __all__ = ["Ran", "fetch"]
 
@@ -97,7 +97,9 @@ async def _run_borrowed(
     caller sees no error a ping would have spared it.
     """
     with deferred_ping():
-        fairy = await run_sync_in_greenlet(engine.raw_connection)
+        fairy = checkout_without_io(engine)
+        if fairy is None:
+            fairy = await run_sync_in_greenlet(engine.raw_connection)
     try:
         return await _run_on(fairy, engine, query, values)
     except Exception as exc:
