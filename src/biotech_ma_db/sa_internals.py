@@ -44,11 +44,13 @@ Internals relied on (name, where, what for, what breaks if it changes):
   ping as SQLAlchemy's own ping would.  Renamed: a failed ping raises ``AttributeError``.
 - ``Dialect.do_ping`` replaced on one dialect *instance* (:func:`replace_ping`): relies
   on the pool calling ``dialect.do_ping(dbapi_connection)`` for ``pool_pre_ping``.
-- ``MissingGreenlet`` raised by ``await_`` before anything is awaited, and ``QueuePool``
-  leaving its state whole when a checkout fails that way (the record goes back to the
-  pool, an overflow slot is given back): :func:`checkout_without_io` checks out from
-  async code without a greenlet and falls back when I/O turns out to be needed.  A
-  change there could leak a checked-out connection or count it twice.
+- ``AsyncAdaptedQueue.get`` (``sqlalchemy.util.queue``) taking an item that is already
+  there without awaiting (newer 2.1 releases; 2.1.0 always awaits, checked once at
+  import), ``MissingGreenlet`` raised by ``await_`` before anything is awaited, and
+  ``QueuePool`` leaving its state whole when a checkout fails that way (the record goes
+  back to the pool, an overflow slot is given back): :func:`checkout_without_io` checks
+  out from async code without a greenlet and falls back when I/O turns out to be
+  needed.  A change there could leak a checked-out connection or count it twice.
 - ``TypedReturnsRows`` and ``LateralFromClause`` (``sqlalchemy.sql.selectable``):
   not exported from ``sqlalchemy``; re-exported here for annotations.
 
@@ -80,6 +82,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import LateralFromClause, TypedReturnsRows
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import await_, greenlet_spawn
+from sqlalchemy.util.queue import AsyncAdaptedQueue
 
 __all__ = [
     "AsyncAdaptedConnection",
@@ -356,7 +359,7 @@ def checkout_without_io(engine: Engine) -> PoolProxiedConnection | None:
     the common case of an idle, healthy connection whose ping is deferred.
     """
     pool = engine.pool
-    if not isinstance(pool, QueuePool):
+    if not _TAKES_WITHOUT_WAITING or not isinstance(pool, QueuePool):
         return None
     if pool.checkedin() == 0 or pool.dispatch.checkout:
         return None
@@ -366,6 +369,19 @@ def checkout_without_io(engine: Engine) -> PoolProxiedConnection | None:
         # Raised before any await: the record is back in the pool, closed if it was
         # being opened, and the greenlet path opens it.
         return None
+
+
+def _queue_takes_without_waiting() -> bool:
+    """Whether this SQLAlchemy's async pool queue hands over an idle item without awaiting."""
+    queue: AsyncAdaptedQueue[int] = AsyncAdaptedQueue()
+    queue.put_nowait(1)
+    try:
+        return queue.get(True, None) == 1
+    except MissingGreenlet:  # it awaited (and closed what it would have awaited)
+        return False
+
+
+_TAKES_WITHOUT_WAITING = _queue_takes_without_waiting()
 
 
 def await_driver(
