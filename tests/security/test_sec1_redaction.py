@@ -281,7 +281,8 @@ class TestSpanRedaction:
                 )
                 webhook_secret = hook.secret
                 await uow.companies.create(ticker="SPAN", name=keyish)  # a written value
-                await uow.commit()
+                # Sent, then rolled back: the shared secured database keeps no such row.
+                await uow.session.flush()
             async with db.unit_of_work(client_id=tenant.client_id) as uow:
                 assert await uow.clients.authenticate(tenant.api_key) is not None
                 assert await uow.companies.get_by_ticker(keyish) is None  # a fast read

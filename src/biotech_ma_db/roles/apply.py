@@ -149,8 +149,11 @@ async def _adopt(conn: AsyncConnection, schema: str) -> int:
                 "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
                 "AND pg_get_userbyid(c.relowner) <> :owner "
-                "AND NOT EXISTS (SELECT 1 FROM pg_depend AS d WHERE d.objid = c.oid "
-                "AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))"
+                # A sequence owned by a column follows its table; a partition does not
+                # follow its parent, so only sequences are skipped on their dependency.
+                "AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend AS d "
+                "WHERE d.objid = c.oid AND d.classid = 'pg_class'::regclass "
+                "AND d.deptype IN ('a', 'i')))"
             ),
             {"schema": schema, "owner": OWNER_ROLE},
         )
