@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
 
@@ -28,7 +28,7 @@ from biotech_ma_db.auditing import audit_context
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Severity, Signal, SignalType
 from biotech_ma_db.repositories._fast import Builder, QueryShapes
-from biotech_ma_db.repositories.base import Criterion, Repository, check_id
+from biotech_ma_db.repositories.base import Criterion, Repository, check_id, translating_errors
 from biotech_ma_db.repositories.query import (
     DEFAULT_LIMIT,
     ColumnAttribute,
@@ -41,6 +41,10 @@ __all__ = ["SignalRepository"]
 
 MAX_INGEST_ROWS: Final = 1_000_000
 """Most rows one :meth:`SignalRepository.bulk_ingest` call accepts."""
+
+DEFAULT_STREAM_BATCH: Final = 1_000
+"""Rows per batch of :meth:`SignalRepository.stream_by_company` unless given."""
+MAX_STREAM_BATCH: Final = 10_000
 
 # The columns COPY writes, in record order; the rest (key, timestamps) are server defaults.
 _COPY_COLUMNS: Final = (
@@ -163,6 +167,65 @@ class SignalRepository(Repository[Signal]):
         )
         return await self._scalars(stmt)
 
+    async def stream_by_company(
+        self,
+        company_id: int,
+        signal_types: Sequence[SignalType | str] | None = None,
+        start_date: dt.datetime | dt.date | None = None,
+        end_date: dt.datetime | dt.date | None = None,
+        min_severity: Severity | str | None = None,
+        *,
+        batch_size: int = DEFAULT_STREAM_BATCH,
+    ) -> AsyncIterator[builtins.list[Signal]]:
+        """A company's signals, newest first, in batches: for reads too large to hold at once.
+
+        The same signals, in the same order, as :meth:`get_by_company` with the same
+        filters, but with no page limit: they come from a server-side cursor
+        ``batch_size`` rows at a time, so the client holds one batch (plus what the
+        caller keeps).  The objects are tracked by the session like any other, weakly:
+        a batch the caller drops is freed.  The cursor lives in the session's
+        transaction, which stays open until the iteration ends (or the iterator is
+        closed)::
+
+            async with db.session(read_only=True) as session:
+                async for batch in SignalRepository(session).stream_by_company(company_id):
+                    write_csv(batch)
+
+        The arguments are checked when the iteration starts, before any SQL.
+
+        Args:
+            company_id: The company.
+            signal_types: Only these types.
+            start_date: Events at or after this moment (a date means its start, UTC).
+            end_date: Events at or before this moment (a date includes the whole day).
+            min_severity: Only this severity or a higher one.
+            batch_size: Rows per batch (1..10,000).
+
+        Raises:
+            ValidationError: For a bad argument, before any SQL.
+        """
+        company = check_id(company_id, "company_id")
+        window = self._window(signal_types, start_date, end_date, min_severity)
+        size = _batch_size(batch_size)
+        stmt = (
+            select(Signal)
+            .where(Signal.company_id == company, *window.criteria())
+            .order_by(Signal.event_date.desc(), Signal.id.desc())
+            .execution_options(yield_per=size)
+        )
+        with translating_errors():
+            result = await self.session.stream_scalars(stmt)
+        try:
+            while True:
+                with translating_errors():
+                    batch = await result.fetchmany(size)
+                if not batch:
+                    return
+                yield builtins.list(batch)
+        finally:
+            with translating_errors():
+                await result.close()
+
     async def get_count_by_type(self, company_id: int | None = None) -> dict[str, int]:
         """Number of signals per type (only types that occur), for one company or all."""
         stmt = select(Signal.signal_type, func.count()).group_by(Signal.signal_type)
@@ -277,6 +340,12 @@ class _Window:
         if self.floor is not None:
             criteria.append(Signal.severity.in_(_at_least(self.floor)))
         return criteria
+
+
+def _batch_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STREAM_BATCH:
+        raise ValidationError("batch_size", f"expected an integer from 1 to {MAX_STREAM_BATCH}")
+    return value
 
 
 def _at_least(floor: Severity) -> builtins.list[Severity]:
