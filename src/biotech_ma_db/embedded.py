@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddedPostgresMissingError",
     "EmbeddedServer",
     "default_data_dir",
+    "socket_url",
     "start",
     "status",
     "stop",
@@ -64,12 +65,17 @@ class EmbeddedServer:
 
     def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
         """An asyncpg URL for one database of this server."""
-        return URL.create(
-            "postgresql+asyncpg",
-            username=user,
-            database=database,
-            query={"host": str(self.socket_dir), "port": str(self.port)},
-        ).render_as_string(hide_password=False)
+        return socket_url(self.socket_dir, self.port, database, user=user)
+
+
+def socket_url(socket_dir: Path, port: int, database: str, *, user: str = "postgres") -> str:
+    """An asyncpg URL for a server listening on a unix socket in ``socket_dir``."""
+    return URL.create(
+        "postgresql+asyncpg",
+        username=user,
+        database=database,
+        query={"host": str(socket_dir), "port": str(port)},
+    ).render_as_string(hide_password=False)
 
 
 def default_data_dir() -> Path:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import asyncpg
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from biotech_ma_db import embedded
 from biotech_ma_db.embedded import EmbeddedServer
@@ -76,12 +76,7 @@ class ReplicaServer:
 
     def url(self, database: str = "postgres", *, user: str = "postgres") -> str:
         """An asyncpg URL for one database of the standby."""
-        return URL.create(
-            "postgresql+asyncpg",
-            username=user,
-            database=database,
-            query={"host": str(self.socket_dir), "port": str(self.port)},
-        ).render_as_string(hide_password=False)
+        return embedded.socket_url(self.socket_dir, self.port, database, user=user)
 
     @property
     def running(self) -> bool:
