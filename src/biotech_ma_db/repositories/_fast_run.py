@@ -27,6 +27,7 @@ from biotech_ma_db.engine import (
     deferred_ping,
 )
 from biotech_ma_db.engine.statement_hook import STATEMENT_HOOK_OPTION
+from biotech_ma_db.engine.transactions import TRANSACTION_INFO_KEY, TransactionSettings
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.repositories._fast_shapes import Compiled, FastQuery
 from biotech_ma_db.sa_internals import checkout_without_io, run_sync_in_greenlet
@@ -39,6 +40,7 @@ Ran = tuple[Compiled, list[Any]]
 """What a run returns: the compiled shape and asyncpg's rows."""
 
 _CONNECTION_KEY: Final = "biotech_ma_db.fast_connection"
+_NO_SETTINGS: Final = TransactionSettings()
 _SLOW_QUERY_TEXT_LIMIT: Final = 500
 _CLOSED_CONNECTION_NAMES: Final = frozenset({"ConnectionDoesNotExistError", "InterfaceError"})
 _SESSION_ENDED_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
@@ -112,8 +114,50 @@ async def _run_borrowed(
 async def _run_in_session(
     session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
 ) -> Ran | None:
-    """Run on the session's connection; ``None`` when it is not in a usable state."""
+    """Run on the session's connection; ``None`` when it is not in a usable state.
+
+    The first statement of a fresh session (a new unit of work, typically) is a lone
+    ``SELECT`` before ``BEGIN``: its checkout skips the pre-ping, as a borrowed read's
+    does, and if the connection turns out to have died while idle the statement runs once
+    more on a fresh, pinged one (nothing ran and nothing was loaded, so ending the dead
+    transaction first changes nothing the caller can see).
+    """
+    if not _may_defer_ping(sync, query.mapper):
+        conn = await _connection(session, sync, query.mapper)
+        return await _run_on_session_connection(conn, query, values)
+    with deferred_ping():
+        conn = await _connection(session, sync, query.mapper)
+    try:
+        return await _run_on_session_connection(conn, query, values)
+    except Exception as exc:
+        if not _dead_on_arrival(exc):
+            raise
+    await session.rollback()
     conn = await _connection(session, sync, query.mapper)
+    return await _run_on_session_connection(conn, query, values)
+
+
+def _may_defer_ping(session: Session, mapper: Mapper[Any]) -> bool:
+    """Whether this read will be the first statement on a fresh connection, before BEGIN.
+
+    That is: no transaction yet, nothing loaded (a rollback on retry would expire it), no
+    per-transaction settings (they would send statements at ``BEGIN`` time), and an engine
+    whose fast reads run before ``BEGIN``.
+    """
+    if session.get_transaction() is not None or len(session.identity_map):
+        return False
+    if session.info.get(TRANSACTION_INFO_KEY, _NO_SETTINGS) != _NO_SETTINGS:
+        return False
+    bind = session.get_bind(mapper)
+    if not isinstance(bind, Engine):
+        return False
+    options = bind.get_execution_options()
+    return bool(options.get(AUTOCOMMIT_READS_OPTION) and options.get(FAST_READS_OPTION, True))
+
+
+async def _run_on_session_connection(
+    conn: AsyncConnection, query: FastQuery, values: Mapping[str, object]
+) -> Ran | None:
     sync_conn = conn.sync_connection
     if sync_conn is None or sync_conn.invalidated:
         return None
