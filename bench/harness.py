@@ -38,7 +38,7 @@ SEED_COMPANIES = 2_000
 SCORE_WEEKS = 50  # 2,000 companies x 50 weekly scores = 100,000 scores
 QUICK_SCORE_WEEKS = 10  # --quick: 20,000 scores
 OTHER_LOAD_LIMIT = 0.25  # cores used by unrelated processes before a run is re-done
-RETRIES = 2  # re-runs at most per timed run; the last one is kept whatever the load
+RETRIES = 1  # re-runs at most per timed run; the last one is kept whatever the load
 MEMORY_UNITS_CAP = 2_000  # memory runs use the quick count, at most this many units
 PROBED = ("1", "2", "5", "6", UNIT_OF_WORK)  # rows whose round trips are counted
 PROBE_UNITS = 40

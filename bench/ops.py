@@ -65,11 +65,11 @@ OPS: tuple[Op, ...] = (
         min_repeats=7,
         reads=True,
     ),
-    Op("6", "get_by_company, last 90 days", "queries", 3_000, 300, 0.85, min_repeats=7, reads=True),
+    Op("6", "get_by_company, last 90 days", "queries", 2_000, 200, 0.85, min_repeats=7, reads=True),
     Op("7a", "get_top_scores(50)", "queries", 30, 3, 0.60, min_repeats=7, reads=True),
     Op("7b", "update_percentile_ranks, new week", "scores", 1, 1, 0.60, reset="new week"),
     Op("7c", "update_percentile_ranks, all stale", "scores", 1, 1, None, reset="all ranks"),
-    Op("8", "unit of work: read, read 90 days, write", "units", 1_000, 100, 0.70, reset="uow"),
+    Op("8", "unit of work: read, read 90 days, write", "units", 500, 50, 0.70, reset="uow"),
     Op("3", "bulk insert signals with JSONB", "rows", 100_000, 10_000, 0.95, reset="signals"),
     Op("4", "upsert companies, 20% existing", "rows", 10_000, 1_000, 0.95, reset="companies"),
 )
