@@ -81,7 +81,7 @@ async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any
         report["partitions_created"] = await scale_data.ensure_months(db)
         watch.start()
         recent = scale_data.signal_batches(companies.measured, SMALL, stream=0)
-        await ingest(db, recent, SMALL, "signals to 100k", watch=watch, log=log)
+        await ingest(db, recent, SMALL, "signals to 100k", dsn=srv.dsn, watch=watch, log=log)
         await watch.stop()
         active = await _active(srv)
         report["small"] = await phase(srv, db, active, caps, count)
@@ -90,7 +90,8 @@ async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any
         more = final_rows - SMALL
         bulk = scale_data.signal_batches(companies.bulk, more, stream=1)
         watch.start()
-        await ingest(db, bulk, more, f"signals to {final_rows / 1e6:g}M", watch=watch, log=log)
+        label = f"signals to {final_rows / 1e6:g}M"
+        await ingest(db, bulk, more, label, dsn=srv.dsn, watch=watch, log=log)
         sampled = await watch.stop()
         report["large"] = await phase(srv, db, active, caps, count, busy=companies.bulk)
         print(f"{final_rows:,}: {json.dumps(report['large']['latency'])}", flush=True)

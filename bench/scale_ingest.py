@@ -4,6 +4,12 @@ Each batch goes through :meth:`SignalRepository.bulk_ingest` in its own session 
 every row, COPY in a savepoint, commit).  Its time is kept apart from the generator's, so
 the "COPY ingest rate" is rows over the time spent in ``bulk_ingest`` and does not depend
 on how fast the synthetic data is made; the wall rate (generation included) is kept too.
+
+After each batch the server's cumulative counters are read: buffer reads and writes of
+client backends (``pg_stat_io``: pages the COPY had to fetch into, or evict dirty from,
+``shared_buffers``) and WAL bytes (``pg_stat_wal``), so each window also says where its
+time went.  Backends publish these counters when they go idle (at most once a second), so a
+batch's counts may land on the next one; over a window of batches that evens out.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,6 +36,13 @@ from rich.progress import (
 from biotech_ma_db import Database, SignalRepository
 
 SHARE = 0.1  # the first and the last 10 % of the rows give the start and end rates
+_COUNTERS_SQL = """
+SELECT (SELECT coalesce(sum(reads), 0) FROM pg_stat_io
+        WHERE backend_type = 'client backend' AND object = 'relation')::bigint,
+       (SELECT coalesce(sum(writes), 0) FROM pg_stat_io
+        WHERE backend_type = 'client backend' AND object = 'relation')::bigint,
+       (SELECT wal_bytes FROM pg_stat_wal)::bigint
+"""
 LOG_EVERY_S = 60.0  # progress lines when stdout is not a terminal (a nohup log)
 MB = 2**20
 
@@ -90,11 +104,14 @@ class IngestLog:
     rows: list[int] = field(default_factory=list)
     copy_s: list[float] = field(default_factory=list)  # in bulk_ingest: validate, COPY, commit
     wall_s: list[float] = field(default_factory=list)  # the same plus making the batch
+    # Per batch: (buffer reads, buffer writes, WAL bytes) of the server since the last one.
+    server_io: list[tuple[int, int, int]] = field(default_factory=list)
 
-    def add(self, rows: int, copy_s: float, wall_s: float) -> None:
+    def add(self, rows: int, copy_s: float, wall_s: float, io: tuple[int, int, int]) -> None:
         self.rows.append(rows)
         self.copy_s.append(copy_s)
         self.wall_s.append(wall_s)
+        self.server_io.append(io)
 
     def window(self, *, last: bool) -> dict[str, Any]:
         """Rates over the first (or the last) ``SHARE`` of the rows, whole batches."""
@@ -109,12 +126,16 @@ class IngestLog:
             rows += self.rows[i]
         picked.sort()
         before = sum(self.rows[: picked[0]])
+        reads, writes, wal = (sum(self.server_io[i][k] for i in picked) for k in range(3))
         return {
             "from_row": before,
             "to_row": before + rows,
             "batches": len(picked),
             "copy_rows_per_s": rows / sum(self.copy_s[i] for i in picked),
             "wall_rows_per_s": rows / sum(self.wall_s[i] for i in picked),
+            "buffer_reads_per_row": reads / rows,
+            "buffer_writes_per_row": writes / rows,
+            "wal_bytes_per_row": wal / rows,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -172,19 +193,46 @@ class _Reporter:
             )
 
 
+async def _counters(stats: asyncpg.Connection) -> tuple[int, int, int]:
+    row = await stats.fetchrow(_COUNTERS_SQL)
+    return (row[0], row[1], row[2])
+
+
 async def ingest(
     db: Database,
     batches: Iterator[list[dict[str, Any]]],
     total: int,
     label: str,
     *,
+    dsn: dict[str, object],
     watch: MemoryWatch,
     log: IngestLog,
 ) -> None:
-    """COPY every batch through ``SignalRepository.bulk_ingest``, recording each in ``log``."""
+    """COPY every batch through ``SignalRepository.bulk_ingest``, recording each in ``log``.
+
+    ``dsn`` (``asyncpg.connect`` arguments) is for a connection of its own that reads the
+    server's counters.
+    """
+    stats = await asyncpg.connect(**dsn)
+    try:
+        await _batches(db, batches, _Reporter(label, total), stats=stats, watch=watch, log=log)
+    finally:
+        await stats.close()
+
+
+async def _batches(
+    db: Database,
+    batches: Iterator[list[dict[str, Any]]],
+    reporter: _Reporter,
+    *,
+    stats: asyncpg.Connection,
+    watch: MemoryWatch,
+    log: IngestLog,
+) -> None:
     done = 0
     copy_s = 0.0
-    with _Reporter(label, total) as reporter:
+    last = await _counters(stats)
+    with reporter:
         made = time.perf_counter()
         for batch in batches:
             started = time.perf_counter()
@@ -192,7 +240,14 @@ async def ingest(
                 rows = await SignalRepository(session).bulk_ingest(batch)
             ended = time.perf_counter()
             del batch
-            log.add(rows, ended - started, ended - made)
+            now = await _counters(stats)
+            log.add(
+                rows,
+                ended - started,
+                ended - made,
+                (now[0] - last[0], now[1] - last[1], now[2] - last[2]),
+            )
+            last = now
             done += rows
             copy_s += ended - started
             watch.sample()

@@ -26,12 +26,13 @@ from bench.scale_data import WINDOW_END, WINDOW_START
 from bench.scale_reads import latencies
 from bench.server import BenchServer
 from biotech_ma_db import Database
+from biotech_ma_db.repositories.query import DEFAULT_LIMIT
 
 # The statement get_by_company sends for a window with both ends (an end date means
 # "before the next day's midnight").
 WINDOW_SQL = BY_COMPANY_SQL.replace(
     "AND event_date >= $2", "AND event_date >= $2 AND event_date < $3"
-)
+).replace("LIMIT 50", f"LIMIT {DEFAULT_LIMIT}")
 WINDOW_STOP = dt.datetime.combine(WINDOW_END + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 _SIZES_SQL = """

@@ -30,8 +30,11 @@ def goals(report: dict[str, Any]) -> dict[str, bool]:
     replica = report.get("replica")
     if replica is not None:
         for name in READS:
-            ratio = replica["replica"][name]["median_ms"] / replica["primary"][name]["median_ms"]
-            met[f"{name} median on replica <= {REPLICA_LIMIT}x primary"] = ratio <= REPLICA_LIMIT
+            for stat in ("median_ms", "p95_ms"):
+                ratio = replica["replica"][name][stat] / replica["primary"][name][stat]
+                met[f"{name} {stat} on replica <= {REPLICA_LIMIT}x primary"] = (
+                    ratio <= REPLICA_LIMIT
+                )
     return met
 
 
@@ -82,6 +85,11 @@ def _ingest(report: dict[str, Any]) -> list[str]:
         f"{last['copy_rows_per_s']:,.0f} rows/s  (with generating the rows "
         f"{last['wall_rows_per_s']:,.0f})",
         f"  end / start {ratio:.2f}x (goal >= {INGEST_FLOOR}x): {_ok(ratio >= INGEST_FLOOR)}",
+        "  server per row, first / last 10 %: "
+        f"{first['buffer_reads_per_row']:.2f} / {last['buffer_reads_per_row']:.2f} buffer reads, "
+        f"{first['buffer_writes_per_row']:.2f} / {last['buffer_writes_per_row']:.2f} buffer "
+        f"writes (pg_stat_io, client backends), {first['wal_bytes_per_row']:,.0f} / "
+        f"{last['wal_bytes_per_row']:,.0f} WAL bytes",
         f"  whole ingest: {ingest['copy_rows_per_s']:,.0f} rows/s in bulk_ingest, "
         f"{ingest['wall_rows_per_s']:,.0f} rows/s with generation, {ingest['wall_s']:,.0f} s",
     ]
@@ -90,8 +98,8 @@ def _ingest(report: dict[str, Any]) -> list[str]:
 def _load(label: str, load: dict[str, Any]) -> str:
     return (
         f"{label}: {load['rounds']} rounds kept after {load['rounds_redone']} re-runs for "
-        f"outside load, {load['rounds_loaded']} of them still loaded, mean "
-        f"{load['other_cores_mean']:.2f} other cores"
+        f"outside load ({load['waited_s']:.0f} s waited), {load['rounds_loaded']} of them "
+        f"still loaded, mean {load['other_cores_mean']:.2f} other cores"
     )
 
 
