@@ -44,6 +44,17 @@ WAIT_BUDGET_S = 180.0  # pauses per latencies() call of 1,000 calls per read, at
 Read = Callable[[Any], Awaitable[int]]
 
 
+# How the server planned the timed statements in this session: a custom plan per call
+# (partitions pruned while planning, paid on every call) or the cached generic plan
+# (pruned at run time).  asyncpg prepares each statement, so they are listed here.
+_PLANS_SQL = text(
+    "SELECT CASE WHEN statement LIKE '%FROM signals%' THEN 'signals' ELSE 'companies' END,"
+    " sum(generic_plans)::int, sum(custom_plans)::int FROM pg_prepared_statements"
+    " WHERE (statement LIKE '%FROM signals%' OR statement LIKE '%FROM companies%')"
+    " AND statement NOT LIKE '%pg_prepared_statements%' GROUP BY 1"
+)
+
+
 def _busy_seconds() -> float:
     """CPU seconds all processes of the machine have used (``/proc/stat``)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -166,7 +177,11 @@ async def latencies(
                 result = await _round(session, reads, picks, server_cpu)
             loaded += result.other_cores > OTHER_LOAD_LIMIT
             kept.append(result)
+        plans = (await session.execute(_PLANS_SQL)).all()
     return {
+        "plans": {
+            table: {"generic": generic, "custom": custom} for table, generic, custom in plans
+        },
         "on_standby": standby,
         "rounds": ROUNDS,
         "rounds_redone": redone,

@@ -96,10 +96,12 @@ def _ingest(report: dict[str, Any]) -> list[str]:
 
 
 def _load(label: str, load: dict[str, Any]) -> str:
+    signals = load["plans"].get("signals", {"generic": 0, "custom": 0})
     return (
         f"{label}: {load['rounds']} rounds kept after {load['rounds_redone']} re-runs for "
         f"outside load ({load['waited_s']:.0f} s waited), {load['rounds_loaded']} of them "
-        f"still loaded, mean {load['other_cores_mean']:.2f} other cores"
+        f"still loaded, mean {load['other_cores_mean']:.2f} other cores; signals statements "
+        f"ran {signals['custom']:,} custom and {signals['generic']:,} generic plans"
     )
 
 
@@ -118,7 +120,7 @@ def _replica(replica: dict[str, Any]) -> list[str]:
                 f"{label:<34}{a:>12.3f}{b:>12.3f}{b / a:>8.2f}x  {_ok(b / a <= REPLICA_LIMIT)}"
             )
     load = replica["load"]
-    lines.append(_load("primary", load["primary"]) + "; " + _load("replica", load["replica"]))
+    lines += [_load("primary", load["primary"]), _load("replica", load["replica"])]
     return lines
 
 
@@ -143,9 +145,7 @@ def render(report: dict[str, Any]) -> str:
         rows = [block["latency"][name]["rows_mean"] for block in (small, large)]
         lines.append(f"{name + ' rows per call (mean)':<40}{rows[0]:>14.1f}{rows[1]:>14.1f}")
     lines += _sizes(small, large)
-    lines.append(
-        _load("100k", small["load"]) + "; " + _load(big.split(maxsplit=1)[0], large["load"])
-    )
+    lines += [_load("100k", small["load"]), _load(big.split(maxsplit=1)[0], large["load"])]
     busy = large["latency"].get("get_by_company_busy")
     if busy is not None:
         lines += [
