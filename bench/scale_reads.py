@@ -92,12 +92,16 @@ def _reads(session: AsyncSession) -> dict[str, Read]:
 def _picks(
     number: int, size: int, companies: Sequence[int], caps: Sequence[Decimal], busy: Sequence[int]
 ) -> list[tuple[str, Any]]:
-    r = data.rng("scale-latency", number)
+    # One stream per read, so the extra busy read does not shift the others' picks.
+    by_company, page, bulk = (data.rng("scale-latency", number, read) for read in range(3))
     picks: list[tuple[str, Any]] = []
     for _ in range(size):
-        picks += [("get_by_company", r.choice(companies)), ("filtered_page", r.choice(caps))]
+        picks += [
+            ("get_by_company", by_company.choice(companies)),
+            ("filtered_page", page.choice(caps)),
+        ]
         if busy:
-            picks.append(("get_by_company_busy", r.choice(busy)))
+            picks.append(("get_by_company_busy", bulk.choice(busy)))
     return picks
 
 
