@@ -32,12 +32,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench import data
-from bench.harness import OTHER_LOAD_LIMIT, RETRIES
+from bench.harness import OTHER_LOAD_LIMIT
 from bench.scale_data import WINDOW_END, WINDOW_START
 from biotech_ma_db import CompanyRepository, Database, SignalRepository
 
 ROUNDS = 5
 PAGE = 50
+RETRIES = 2  # re-runs of a loaded round at once, before pausing
 PAUSE_S = 5.0  # before each re-run past the first RETRIES
 WAIT_BUDGET_S = 180.0  # pauses per latencies() call of 1,000 calls per read, at most
 
