@@ -134,7 +134,7 @@ def _cpu(value: float, width: int) -> str:
 
 
 WIDTH = 44
-COL = 24
+COL = 26
 
 
 def render(
@@ -189,7 +189,7 @@ def _main_table(
                 text += f" {info['ratio']:.2f}x"
                 if len(found) > 1:
                     text += f" [{min(found):.2f}-{max(found):.2f}]"
-            cells += f"{text:>{COL}}"
+            cells += f" {text:>{COL - 1}}"
         ok = ""
         if "meets_target" in row:
             ok = "yes" if row["meets_target"] and row["ahead_of_orm_and_aa"] else "NO"
