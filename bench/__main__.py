@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows", type=int, default=5_000_000, help="scale: final signal rows (5,000,000)"
     )
+    parser.add_argument(
+        "--ingest",
+        choices=("daily", "backfill"),
+        default="daily",
+        help="scale: the bulk rows as a daily feed (default) or a random-date backfill",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the server's data folder")
     args = parser.parse_args(argv)
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.mode == "scale":
             from bench.scale import run_scale  # noqa: PLC0415
 
-            run_scale(server, final_rows=args.rows, quick=args.quick)
+            run_scale(server, final_rows=args.rows, quick=args.quick, shape=args.ingest)
         else:
             from bench.harness import run_compare  # noqa: PLC0415
 

@@ -8,7 +8,8 @@ synthetic generator, and measures at 100,000 and at N rows:
   1,000 calls through the library (goal: at N within 1.3x of 100k), the partitions each
   read touched (from its plan), table and index sizes summed over the partitions;
 * the COPY ingest rate of the first and the last 10 % of the rows (goal: the end at least
-  0.8x the start) and the client's peak RSS (goal: under 300 MB);
+  0.8x the start), with the bulk rows as a daily feed (default) or a random-date backfill
+  (``--ingest``), and the client's peak RSS (goal: under 300 MB);
 * after the ingest, the same reads on a streaming hot standby against the primary
   (goal: within 1.2x).
 
@@ -63,7 +64,7 @@ async def _active(srv: BenchServer) -> list[int]:
     return [r[0] for r in rows]
 
 
-async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any]:
+async def scale(srv: BenchServer, final_rows: int, quick: bool, shape: str) -> dict[str, Any]:
     """The whole run; returns the report (see :func:`bench.scale_report.render`)."""
     started = time.perf_counter()
     count = 200 if quick else 1_000
@@ -72,6 +73,7 @@ async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any
     caps = companies.oncology_caps
     report: dict[str, Any] = {
         "final_rows": final_rows,
+        "ingest_shape": shape,
         "batch_rows": BATCH,
         "months": scale_data.months_spanned(),
         "companies": {"measured": len(companies.measured), "bulk": len(companies.bulk)},
@@ -88,7 +90,7 @@ async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any
         print(f"100k: {json.dumps(report['small']['latency'])}", flush=True)
 
         more = final_rows - SMALL
-        bulk = scale_data.signal_batches(companies.bulk, more, stream=1)
+        bulk = scale_data.bulk_batches(shape, companies.bulk, more, stream=1)
         watch.start()
         label = f"signals to {final_rows / 1e6:g}M"
         await ingest(db, bulk, more, label, dsn=srv.dsn, watch=watch, log=log)
@@ -105,17 +107,18 @@ async def scale(srv: BenchServer, final_rows: int, quick: bool) -> dict[str, Any
     return report
 
 
-def run_scale(server: BenchServer, *, final_rows: int, quick: bool) -> None:
+def run_scale(server: BenchServer, *, final_rows: int, quick: bool, shape: str = "daily") -> None:
     """Run, print the table and write ``bench/results/scale.json`` (``scale-quick.json``)."""
     if quick:
         final_rows = min(final_rows, QUICK_ROWS)
     if final_rows <= SMALL:
         raise SystemExit(f"--rows must be more than {SMALL:,}")
-    report = asyncio.run(scale(server, final_rows, quick))
+    report = asyncio.run(scale(server, final_rows, quick, shape))
     text = render(report)
     print()
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("scale-quick.json" if quick else "scale.json")
+    name = "scale-quick" if quick else "scale"
+    path = RESULTS / (f"{name}.json" if shape == "daily" else f"{name}-{shape}.json")
     path.write_text(json.dumps({**report, "table": text}, indent=2, default=str))
     print(f"\nresults written to {path}")

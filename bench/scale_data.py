@@ -9,6 +9,16 @@ companies are loaded first, so the ``companies`` table is the same at both sizes
   outside oncology, so the filtered page (oncology, a market-cap floor) returns the same
   companies as in the comparison run.
 
+The bulk signals come in one of two shapes (``--ingest``):
+
+* ``daily`` (the default): a daily feed replayed oldest day first, as the predictor ingests
+  it in production: each batch's dates lie within a day or two, so a COPY writes into the
+  newest month partition (two at a month's turn) and only that partition's indexes have
+  to be in memory, however large the table has grown;
+* ``backfill``: every batch spread at random over the two years (a history loaded out of
+  order), so every batch writes into all 24 partitions' indexes; once those outgrow the
+  server's ``shared_buffers`` each row costs buffer reads and evictions, and the rate falls.
+
 A measured company's 90-day window therefore holds the same rows at 100,000 and at N
 signals, while the monthly partitions that window reads hold N / 100,000 times more rows
 around them: the reads are timed on the same result over a growing table.  (Growing the
@@ -38,6 +48,7 @@ BATCH = 20_000
 MEASURED_COMPANIES = 2_000
 BULK_COMPANIES = 8_000
 SIGNAL_DAYS = 730
+INGEST_SHAPES = ("daily", "backfill")
 OUTSIDE_ONCOLOGY = "rare_disease"  # a bulk company whose drawn areas were all oncology
 
 # The timed 90-day window, bounded at both ends (a date includes its whole day), so the
@@ -94,6 +105,44 @@ def signal_batches(company_ids: Sequence[int], count: int, stream: int) -> Itera
         batch_size=BATCH,
     )
     yield from sampledata.signals(spec, list(company_ids))
+
+
+def daily_batches(company_ids: Sequence[int], count: int, stream: int) -> Iterator[list[dict]]:
+    """``count`` signals as a daily feed, oldest day first, in ``BATCH``-row lists.
+
+    Every day of the two years gets the same share of ``count`` (the remainder goes to the
+    first days), drawn from the library's generator one day at a time with a seed of its
+    own; a batch takes the rows of one day, or the end of one and the start of the next.
+    """
+    per_day, extra = divmod(count, SIGNAL_DAYS)
+    pending: list[dict[str, Any]] = []
+    for day in range(SIGNAL_DAYS):
+        spec = sampledata.DatasetSpec(
+            companies=1,
+            signals=per_day + (1 if day < extra else 0),
+            signal_days=1,
+            seed=data.SEED + stream * 100_000 + day,
+            today=OLDEST.date() + dt.timedelta(days=day + 1),
+            batch_size=BATCH,
+        )
+        for rows in sampledata.signals(spec, list(company_ids)):
+            pending += rows
+            while len(pending) >= BATCH:
+                yield pending[:BATCH]
+                del pending[:BATCH]
+    if pending:
+        yield pending
+
+
+def bulk_batches(
+    shape: str, company_ids: Sequence[int], count: int, stream: int
+) -> Iterator[list[dict]]:
+    """The bulk signals in the ``shape`` of :data:`INGEST_SHAPES` (see the module's text)."""
+    if shape == "daily":
+        return daily_batches(company_ids, count, stream)
+    if shape == "backfill":
+        return signal_batches(company_ids, count, stream)
+    raise ValueError(f"ingest shape must be one of {', '.join(INGEST_SHAPES)}, not {shape!r}")
 
 
 def months_spanned() -> int:

@@ -71,12 +71,16 @@ def _sizes(small: dict[str, Any], large: dict[str, Any]) -> list[str]:
     return lines
 
 
+_SHAPES = {"daily": "a daily feed, oldest day first", "backfill": "a random-date backfill"}
+
+
 def _ingest(report: dict[str, Any]) -> list[str]:
     ingest = report["ingest"]
     first, last = ingest["first"], ingest["last"]
     ratio = ingest["end_to_start"]
     return [
-        f"ingest (SignalRepository.bulk_ingest, COPY, {report['batch_rows']:,}-row batches; "
+        f"ingest (SignalRepository.bulk_ingest, COPY, {report['batch_rows']:,}-row batches, "
+        f"bulk rows as {_SHAPES[report.get('ingest_shape', 'backfill')]}; "
         "rate = rows / seconds inside bulk_ingest):",
         f"  first 10 % (rows {first['from_row']:,}-{first['to_row']:,}): "
         f"{first['copy_rows_per_s']:,.0f} rows/s  (with generating the rows "
