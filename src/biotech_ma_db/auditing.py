@@ -28,19 +28,22 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy import ColumnElement, Table, event, insert, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
 from biotech_ma_db.models import AuditAction, AuditLogEntry, AuditMixin, Base
 
 __all__ = [
     "AUDIT_INFO_KEY",
+    "BOOKKEEPING_COLUMNS",
     "REDACTED",
     "AuditContext",
     "audit_context",
+    "flush_listeners",
     "install_audit_listeners",
+    "is_secret",
     "json_safe",
 ]
 
@@ -51,9 +54,10 @@ REDACTED: Final = "[redacted]"
 """What ``audit_log.changes`` shows instead of a secret."""
 
 _UNAUDITED_TABLES: Final = frozenset({"audit_log", "webhook_deliveries"})
-_BOOKKEEPING_COLUMNS: Final = frozenset(
+BOOKKEEPING_COLUMNS: Final = frozenset(
     {"id", "created_at", "updated_at", "version", "created_by", "updated_by", "change_reason"}
 )
+"""Columns ``audit_log.changes`` leaves out: keys, timestamps, versions, the audit columns."""
 _SECRET_COLUMNS: Final = frozenset({"secret", "api_key_hash"})
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
@@ -84,6 +88,16 @@ def install_audit_listeners() -> None:
         event.listen(Session, "before_flush", _fill_audit_columns)
     if not event.contains(Session, "after_flush", _write_audit_log):
         event.listen(Session, "after_flush", _write_audit_log)
+
+
+def flush_listeners() -> tuple[object, ...]:
+    """The listeners :func:`install_audit_listeners` registers (for "is anyone else listening")."""
+    return (_fill_audit_columns, _write_audit_log)
+
+
+def is_secret(key: str, column: ColumnElement[Any]) -> bool:
+    """Whether the column behind attribute ``key`` is recorded as ``"[redacted]"``."""
+    return key in _SECRET_COLUMNS or bool(column.info.get("sensitive", False))
 
 
 def json_safe(value: object) -> JSONValue:
@@ -158,7 +172,7 @@ def _entry(row: object, context: AuditContext, action: AuditAction) -> list[dict
     changes: dict[str, JSONValue] = {}
     for attr in mapper.column_attrs:
         key = attr.key
-        if key in _BOOKKEEPING_COLUMNS:
+        if key in BOOKKEEPING_COLUMNS:
             continue
         if action is AuditAction.UPDATE:
             history = state.attrs[key].history
@@ -174,7 +188,7 @@ def _entry(row: object, context: AuditContext, action: AuditAction) -> list[dict
             old, new = state.dict[key], None
         if action is not AuditAction.UPDATE and old is None and new is None:
             continue
-        secret = key in _SECRET_COLUMNS or attr.columns[0].info.get("sensitive", False)
+        secret = is_secret(key, attr.columns[0])
         changes[key] = [REDACTED, REDACTED] if secret else [json_safe(old), json_safe(new)]
     if action is AuditAction.UPDATE:
         if not changes:

@@ -31,6 +31,10 @@ Internals relied on (name, where, what for, what breaks if it changes):
   ``ClassManager.dispatch.load`` (``sqlalchemy.event``): the listener collections, read
   to decline the fast path when a hook expects the ORM's query context.  A change stops
   :func:`has_orm_listeners` from seeing listeners (they would silently not run).
+  Likewise the flush, attach and insert collections of ``Session.dispatch`` and
+  ``Mapper.dispatch`` and ``ClassManager.dispatch.init``, read by
+  :func:`has_flush_hooks` to decline the fast insert
+  (``repositories/_fast_insert.py``), which loads the new row as a read would.
 - ``Session._is_clean()`` (``sqlalchemy.orm.session``): whether autoflush would write
   anything; the fast path declines when it would, ``ConnectionManager.session`` skips an
   empty commit when not.  Renamed: ``AttributeError`` on every fast read and session exit.
@@ -68,7 +72,7 @@ result-processor ``coltype`` is the column's type OID (:func:`result_processor`)
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import Any, NamedTuple, TypeAlias, TypeVar, TypeVarTuple
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar, TypeVarTuple
 
 from sqlalchemy import ARRAY, BindParameter, ClauseElement
 from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
@@ -137,6 +141,41 @@ def has_orm_listeners(
     if dispatch.loaded_as_persistent:
         return True
     return bool(mapper.class_manager.dispatch.load)
+
+
+_FLUSH_SESSION_EVENTS: Final = (
+    "before_flush",
+    "after_flush",
+    "after_flush_postexec",
+    "transient_to_pending",
+    "pending_to_persistent",
+    "before_attach",
+    "after_attach",
+)
+_FLUSH_MAPPER_EVENTS: Final = ("before_insert", "after_insert")
+
+
+def has_flush_hooks(
+    session: Session, mapper: Mapper[Any], *, besides: Collection[object] = ()
+) -> bool:
+    """Whether a hook expects a flush to insert an object of ``mapper``.
+
+    That is a session listener for flushes or for objects joining it other than those in
+    ``besides``, a ``before_insert``/``after_insert`` listener on ``mapper``, or an
+    ``init`` listener on its class (the fast insert does not call the constructor)
+    other than SQLAlchemy's own (which configures mappers, long done by then).
+    """
+    dispatch = session.dispatch
+    for name in _FLUSH_SESSION_EVENTS:
+        if any(fn not in besides for fn in getattr(dispatch, name)):
+            return True
+    mapper_dispatch = mapper.dispatch
+    if any(getattr(mapper_dispatch, name) for name in _FLUSH_MAPPER_EVENTS):
+        return True
+    return any(
+        not getattr(fn, "__module__", "").startswith("sqlalchemy.")
+        for fn in mapper.class_manager.dispatch.init
+    )
 
 
 def set_committed(instance: object, key: str, value: object) -> None:

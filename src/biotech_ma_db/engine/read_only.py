@@ -36,6 +36,7 @@ __all__ = [
     "install_read_only_guard",
     "install_statement_guard",
     "is_read_only",
+    "read_only_listeners",
 ]
 
 READ_ONLY_KEY: Final = "biotech_ma_db.read_only"
@@ -66,6 +67,11 @@ def install_read_only_guard() -> None:
         event.listen(Session, "before_flush", _refuse_flush)
     if not event.contains(Session, "after_begin", _mark_connection):
         event.listen(Session, "after_begin", _mark_connection)
+
+
+def read_only_listeners() -> tuple[object, ...]:
+    """The session listeners :func:`install_read_only_guard` registers."""
+    return (_refuse_flush, _mark_connection)
 
 
 def install_statement_guard(engine: AsyncEngine) -> None:

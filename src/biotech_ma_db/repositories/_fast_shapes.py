@@ -25,7 +25,7 @@ from biotech_ma_db.sa_internals import (
     result_processor,
 )
 
-__all__ = ["Builder", "Compiled", "FastQuery", "QueryShapes"]
+__all__ = ["Builder", "Compiled", "FastQuery", "QueryShapes", "entity_columns", "entity_loader"]
 
 Builder = Callable[[Sequence[Column[Any]]], Select[Any]]
 
@@ -69,7 +69,7 @@ class FastQuery:
         self, mapper: Mapper[Any], build: Builder, *, joined: tuple[str, Mapper[Any]] | None = None
     ) -> None:
         self.mapper = mapper
-        columns, keys = _entity_columns(mapper)
+        columns, keys = entity_columns(mapper)
         #: The model's column attribute keys, in the order they are selected.
         self.keys = keys
         self.joined_key: str | None = None
@@ -77,7 +77,7 @@ class FastQuery:
         related: tuple[str, EntityLoader] | None = None
         if joined is not None:
             self.joined_key, child = joined
-            child_columns, child_keys = _entity_columns(child)
+            child_columns, child_keys = entity_columns(child)
             row = columns + child_columns
             related = (
                 self.joined_key,
@@ -147,7 +147,7 @@ class QueryShapes:
         return query
 
 
-def _entity_columns(mapper: Mapper[Any]) -> tuple[tuple[Column[Any], ...], tuple[str, ...]]:
+def entity_columns(mapper: Mapper[Any]) -> tuple[tuple[Column[Any], ...], tuple[str, ...]]:
     """The table columns of ``mapper``'s column attributes and their keys, in mapper order."""
     attrs = [attr for attr in mapper.column_attrs if len(attr.columns) == 1]
     columns: tuple[Column[Any], ...] = tuple(
@@ -157,6 +157,13 @@ def _entity_columns(mapper: Mapper[Any]) -> tuple[tuple[Column[Any], ...], tuple
     if len(mapper.primary_key) != 1:
         raise TypeError(f"{mapper.class_.__name__}: fast reads need a one-column key")
     return columns, tuple(attr.key for attr in attrs)
+
+
+def entity_loader(
+    mapper: Mapper[Any], keys: tuple[str, ...], columns: tuple[Column[Any], ...]
+) -> EntityLoader:
+    """The loader of rows holding exactly ``columns`` (from :func:`entity_columns`)."""
+    return _loader(mapper, keys, columns, start=0, width=len(columns))
 
 
 def _loader(

@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Executable, Result, Select
+from sqlalchemy import Executable, Result, Select, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from biotech_ma_db.engine.read_only import ensure_writable
 from biotech_ma_db.repositories._fast import FastQuery, RowT, fetch_objects, fetch_rows
+from biotech_ma_db.repositories._fast_insert import insert_object
 from biotech_ma_db.repositories._support import ModelT, translating_errors
 
 __all__ = ["SessionIO"]
@@ -84,6 +85,22 @@ class SessionIO(Generic[ModelT]):
                 connection = await self.session.connection()
                 raw = await connection.get_raw_connection()
                 yield raw.driver_connection, connection.dialect
+
+    async def _insert(self, values: Mapping[str, object]) -> ModelT:
+        """Insert one row from validated ``values``; the new persistent object.
+
+        One statement with its audit row when the fast insert applies
+        (:mod:`._fast_insert`), an ORM flush otherwise; the same object and rows either way.
+        """
+        with translating_errors():
+            found = await insert_object(self.session, inspect(self.model), values)
+        if found is not None:
+            row: ModelT = found
+            return row
+        row = self.model(**values)
+        self.session.add(row)
+        await self._flush()
+        return row
 
     async def _flush(self) -> None:
         with translating_errors():

@@ -65,11 +65,7 @@ class Repository(ReadRepository[ModelT]):
             ValidationError: Before any SQL, for an unknown field or a bad value.
             ConflictError: When a unique key is taken.
         """
-        cleaned = self.rules.create(values)
-        row = self.model(**cleaned)
-        self.session.add(row)
-        await self._flush()
-        return row
+        return await self._insert(self.rules.create(values))
 
     async def add_many(self, items: Iterable[ModelT]) -> builtins.list[ModelT]:
         """Validate and insert already-built model objects in one flush."""

@@ -116,10 +116,7 @@ class ScoreRepository(Repository[MAScore]):
             for key, reference in (("score_change_30d", row[0]), ("score_change_90d", row[1])):
                 if key not in fields:
                     fields[key] = None if reference is None else total - reference
-        score = MAScore(**fields)
-        self.session.add(score)
-        await self._flush()
-        return score
+        return await self._insert(fields)
 
     async def get_latest_by_company(self, company_id: int) -> MAScore | None:
         """The company's most recent score, or ``None``."""

@@ -1,0 +1,206 @@
+"""The fast insert gives what the ORM flush gives: the object, the audit row, the errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.orm import Session
+
+from biotech_ma_db import (
+    ConflictError,
+    Database,
+    MAScore,
+    ReadOnlyViolationError,
+    ScoreRepository,
+    ValidationError,
+)
+from biotech_ma_db.models import AuditLogEntry
+from biotech_ma_db.repositories import _session
+from biotech_ma_db.testing.factories import make_company
+from biotech_ma_db.unit_of_work import UnitOfWork
+
+DAY = dt.date(2025, 6, 30)
+_VOLATILE = frozenset({"id", "created_at", "updated_at", "company_id", "score_date"})
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    """The SQL sent on ``db``'s engine while the block runs."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def _decline(*_: object) -> None:
+    """Stands in for the fast insert to turn it off: ``create`` then flushes via the ORM."""
+    return
+
+
+def _columns(obj: Any) -> dict[str, object]:
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
+
+
+async def _create_and_read_back(
+    db: Database, day: dt.date, **values: object
+) -> tuple[dict[str, object], dict[str, object], list[str]]:
+    """Create a score in a unit with actor and reason; its columns, its audit row, the SQL."""
+    async with db.unit_of_work(actor="analyst-7", reason="weekly run") as uow:
+        company = await make_company(uow)
+        await uow.commit()
+    async with db.unit_of_work(actor="analyst-7", reason="weekly run") as uow:
+        with _statements(db) as sent:
+            score = await uow.scores.create(
+                company_id=company.id, total_score=Decimal("61.5"), score_date=day, **values
+            )
+        created = _columns(score)
+        assert inspect(score).persistent
+        assert score in uow.session
+        await uow.commit()
+    async with db.session() as session:
+        entry = (
+            await session.scalars(
+                select(AuditLogEntry).where(
+                    AuditLogEntry.table_name == "ma_scores", AuditLogEntry.row_id == score.id
+                )
+            )
+        ).one()
+        stored = _columns(await session.get_one(MAScore, score.id))
+    assert created == stored  # the object holds what the row holds
+    audit = {
+        key: getattr(entry, key) for key in ("actor", "reason", "table_name", "action", "changes")
+    }
+    return created, audit, sent
+
+
+class TestSameAsOrm:
+    async def test_object_and_audit_row(
+        self, fresh_database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fast = await _create_and_read_back(
+            fresh_database, DAY, pipeline_score=Decimal("12.25"), key_drivers=["phase 3 data"]
+        )
+        monkeypatch.setattr(_session, "insert_object", _decline)
+        orm = await _create_and_read_back(
+            fresh_database, DAY, pipeline_score=Decimal("12.25"), key_drivers=["phase 3 data"]
+        )
+        fast_row, fast_audit, fast_sql = fast
+        orm_row, orm_audit, orm_sql = orm
+        keep = [key for key in fast_row if key not in _VOLATILE]
+        assert {k: fast_row[k] for k in keep} == {k: orm_row[k] for k in keep}
+        assert fast_row["created_by"] == fast_row["updated_by"] == "analyst-7"
+        assert fast_row["change_reason"] == "weekly run"
+        for row, audit in ((fast_row, fast_audit), (orm_row, orm_audit)):
+            assert audit["changes"].pop("company_id") == [None, row["company_id"]]
+        assert fast_audit == orm_audit
+        # Server defaults the ORM fetched back appear in both: risk_factors was not given.
+        assert fast_audit["changes"]["risk_factors"] == [None, []]
+        assert fast_audit["changes"]["total_score"] == [None, "61.5"]
+        inserts = [s for s in fast_sql if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+        assert len(inserts) == 1, fast_sql  # the row and its audit entry in one statement
+        assert len([s for s in orm_sql if s.lstrip().upper().startswith("INSERT")]) == 2
+
+    async def test_without_audit_context_no_audit_row(self, fresh_database: Database) -> None:
+        async with fresh_database.session() as session:
+            company = await make_company(session)
+            score = await ScoreRepository(session).create(
+                company_id=company.id, total_score=50, score_date=DAY
+            )
+            assert score.id is not None
+            assert score.key_drivers == []
+            assert score.total_score == Decimal("50.00")
+            await session.commit()
+        async with fresh_database.session() as session:
+            count = await session.scalar(
+                text("SELECT count(*) FROM audit_log WHERE table_name = 'ma_scores'")
+            )
+        assert count == 0
+
+
+class TestErrors:
+    async def test_conflict_is_typed_and_nothing_is_written(self, fresh_database: Database) -> None:
+        async with fresh_database.unit_of_work(actor="a") as uow:
+            company = await make_company(uow)
+            await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
+            await uow.commit()
+        with pytest.raises(ConflictError):
+            async with fresh_database.unit_of_work(actor="a") as uow:
+                await uow.scores.create(company_id=company.id, total_score=51, score_date=DAY)
+        async with fresh_database.session() as session:
+            scores = await session.scalar(
+                select(MAScore.total_score).where(MAScore.company_id == company.id)
+            )
+            audits = await session.scalar(
+                text("SELECT count(*) FROM audit_log WHERE table_name = 'ma_scores'")
+            )
+        assert scores == Decimal("50.00")
+        assert audits == 1
+
+    async def test_bad_value_before_any_sql(self, fresh_database: Database) -> None:
+        async with fresh_database.unit_of_work() as uow:
+            company = await make_company(uow)
+            with _statements(fresh_database) as sent, pytest.raises(ValidationError):
+                await uow.scores.create(company_id=company.id, total_score=101)
+        assert sent == []
+
+    async def test_read_only_refuses_before_any_sql(self, database: Database) -> None:
+        async with database.unit_of_work(read_only=True) as uow:
+            with _statements(database) as sent, pytest.raises(ReadOnlyViolationError):
+                await uow.scores.create(company_id=1, total_score=50, score_date=DAY)
+        assert not [s for s in sent if "INSERT" in s.upper()]
+
+
+class TestDeclines:
+    """Where a flush would do more, the ORM flushes, and everything it does still happens."""
+
+    async def test_pending_changes_are_flushed_with_it(self, uow: UnitOfWork) -> None:
+        company = await make_company(uow)
+        company.name = "Renamed Therapeutics"  # pending: the flush must write it first
+        score = await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
+        assert score.id is not None
+        assert not uow.session.dirty
+        name = await uow.session.scalar(
+            text("SELECT name FROM companies WHERE id = :id"), {"id": company.id}
+        )
+        assert name == "Renamed Therapeutics"
+
+    async def test_an_insert_hook_still_runs(self, uow: UnitOfWork) -> None:
+        seen: list[int] = []
+
+        def after_insert(_mapper: Any, _conn: Any, target: MAScore) -> None:
+            seen.append(target.company_id)
+
+        event.listen(MAScore, "after_insert", after_insert)
+        try:
+            company = await make_company(uow)
+            await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
+        finally:
+            event.remove(MAScore, "after_insert", after_insert)
+        assert seen == [company.id]
+
+    async def test_a_flush_listener_still_runs(self, uow: UnitOfWork) -> None:
+        flushed: list[int] = []
+
+        def before_flush(session: Session, *_: Any) -> None:
+            flushed.append(len(session.new))
+
+        event.listen(Session, "before_flush", before_flush)
+        try:
+            company = await make_company(uow)
+            await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
+        finally:
+            event.remove(Session, "before_flush", before_flush)
+        assert flushed[-1] == 1
