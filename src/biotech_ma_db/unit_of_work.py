@@ -46,6 +46,7 @@ retry loop; it is re-exported here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -299,9 +300,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise UnitOfWorkError("the unit of work is already active; create a new one")
-        install_audit_listeners()
-        install_transaction_listener()
-        install_read_only_guard()
+        _install_session_listeners()
         session = self._external
         if session is None and self._opener is not None:
             self._lease = await self._opener()
@@ -440,3 +439,15 @@ def _label(field: str, value: object) -> str | None:
     if not isinstance(value, str) or "\x00" in value or len(value) > _MAX_LABEL_LENGTH:
         raise ValidationError(field, f"expected text of at most {_MAX_LABEL_LENGTH} characters")
     return value
+
+
+@functools.cache
+def _install_session_listeners() -> None:
+    """The session listeners every unit relies on, registered once per process.
+
+    Each ``install_*`` is idempotent, but asking SQLAlchemy whether a listener is there
+    costs tens of microseconds a call: more than the rest of entering a unit.
+    """
+    install_audit_listeners()
+    install_transaction_listener()
+    install_read_only_guard()
