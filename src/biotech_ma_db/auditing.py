@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Table, event, insert, inspect
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import InstanceState, Mapper, Session, UOWTransaction
 
 from biotech_ma_db.models import AuditAction, AuditLogEntry, AuditMixin, Base
 
@@ -42,8 +42,8 @@ __all__ = [
     "AuditContext",
     "audit_context",
     "flush_listeners",
+    "inserted_changes",
     "install_audit_listeners",
-    "is_secret",
     "json_safe",
 ]
 
@@ -95,8 +95,23 @@ def flush_listeners() -> tuple[object, ...]:
     return (_fill_audit_columns, _write_audit_log)
 
 
-def is_secret(key: str, column: ColumnElement[Any]) -> bool:
-    """Whether the column behind attribute ``key`` is recorded as ``"[redacted]"``."""
+def inserted_changes(mapper: Mapper[Any], values: Mapping[str, object]) -> dict[str, JSONValue]:
+    """``audit_log.changes`` of a new row with ``values``: ``[null, value]`` per set column.
+
+    Bookkeeping columns and ``None`` values are left out; secrets are redacted.
+    """
+    changes: dict[str, JSONValue] = {}
+    for attr in mapper.column_attrs:
+        key = attr.key
+        value = values.get(key)
+        if value is None or key in BOOKKEEPING_COLUMNS:
+            continue
+        secret = _is_secret(key, attr.columns[0])
+        changes[key] = [REDACTED, REDACTED] if secret else [None, json_safe(value)]
+    return changes
+
+
+def _is_secret(key: str, column: ColumnElement[Any]) -> bool:
     return key in _SECRET_COLUMNS or bool(column.info.get("sensitive", False))
 
 
@@ -169,6 +184,8 @@ def _entry(row: object, context: AuditContext, action: AuditAction) -> list[dict
     table_name = getattr(mapper.local_table, "name", "")
     if table_name in _UNAUDITED_TABLES:
         return []
+    if action is AuditAction.INSERT:
+        return [_log_row(context, table_name, state, action, inserted_changes(mapper, state.dict))]
     changes: dict[str, JSONValue] = {}
     for attr in mapper.column_attrs:
         key = attr.key
@@ -182,29 +199,35 @@ def _entry(row: object, context: AuditContext, action: AuditAction) -> list[dict
             new = history.added[0] if history.added else None
         elif key not in state.dict:
             continue
-        elif action is AuditAction.INSERT:
-            old, new = None, state.dict[key]
         else:
             old, new = state.dict[key], None
-        if action is not AuditAction.UPDATE and old is None and new is None:
+        if action is not AuditAction.UPDATE and old is None:
             continue
-        secret = is_secret(key, attr.columns[0])
+        secret = _is_secret(key, attr.columns[0])
         changes[key] = [REDACTED, REDACTED] if secret else [json_safe(old), json_safe(new)]
     if action is AuditAction.UPDATE:
         if not changes:
             return []
         action = _soft_delete_action(changes.get("deleted_at"))
-    return [
-        {
-            "actor": context.actor,
-            "reason": context.reason,
-            "table_name": table_name,
-            # The key is in the state's dict (RETURNING); identity is assigned after this event.
-            "row_id": state.dict.get("id"),
-            "action": action,
-            "changes": changes,
-        }
-    ]
+    return [_log_row(context, table_name, state, action, changes)]
+
+
+def _log_row(
+    context: AuditContext,
+    table_name: str,
+    state: InstanceState[Any],
+    action: AuditAction,
+    changes: dict[str, JSONValue],
+) -> dict[str, object]:
+    return {
+        "actor": context.actor,
+        "reason": context.reason,
+        "table_name": table_name,
+        # The key is in the state's dict (RETURNING); identity is assigned after this event.
+        "row_id": state.dict.get("id"),
+        "action": action,
+        "changes": changes,
+    }
 
 
 def _soft_delete_action(deleted_at: JSONValue) -> AuditAction:

@@ -183,13 +183,8 @@ class TestDeclines:
         def after_insert(_mapper: Any, _conn: Any, target: MAScore) -> None:
             seen.append(target.company_id)
 
-        event.listen(MAScore, "after_insert", after_insert)
-        try:
-            company = await make_company(uow)
-            await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
-        finally:
-            event.remove(MAScore, "after_insert", after_insert)
-        assert seen == [company.id]
+        company_id = await _create_while_listening(uow, MAScore, "after_insert", after_insert)
+        assert seen == [company_id]
 
     async def test_a_flush_listener_still_runs(self, uow: UnitOfWork) -> None:
         flushed: list[int] = []
@@ -197,10 +192,16 @@ class TestDeclines:
         def before_flush(session: Session, *_: Any) -> None:
             flushed.append(len(session.new))
 
-        event.listen(Session, "before_flush", before_flush)
-        try:
-            company = await make_company(uow)
-            await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
-        finally:
-            event.remove(Session, "before_flush", before_flush)
+        await _create_while_listening(uow, Session, "before_flush", before_flush)
         assert flushed[-1] == 1
+
+
+async def _create_while_listening(uow: UnitOfWork, target: Any, name: str, fn: Any) -> int:
+    """Create a company and a score of it with ``fn`` listening; the company's id."""
+    event.listen(target, name, fn)
+    try:
+        company = await make_company(uow)
+        await uow.scores.create(company_id=company.id, total_score=50, score_date=DAY)
+    finally:
+        event.remove(target, name, fn)
+    return company.id

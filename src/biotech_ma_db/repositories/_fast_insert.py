@@ -65,11 +65,9 @@ from sqlalchemy.orm import Mapper, Session
 
 from biotech_ma_db.auditing import (
     BOOKKEEPING_COLUMNS,
-    REDACTED,
     audit_context,
     flush_listeners,
-    is_secret,
-    json_safe,
+    inserted_changes,
 )
 from biotech_ma_db.engine.read_only import ensure_writable, read_only_listeners
 from biotech_ma_db.models import AuditAction, AuditLogEntry, AuditMixin
@@ -87,12 +85,13 @@ _AS_IS: Final = (Boolean, SmallInteger, Integer, BigInteger, String, Text, Date,
 class _InsertShape:
     """One model's fast insert: its loader, and a statement per set of given columns."""
 
-    __slots__ = ("defaults", "loader", "mapper", "statements", "table")
+    __slots__ = ("columns", "defaults", "loader", "mapper", "statements", "table")
 
     def __init__(self, mapper: Mapper[Any]) -> None:
         self.mapper = mapper
         self.table = cast("Table", mapper.local_table)
         columns, keys = entity_columns(mapper)
+        self.columns = columns
         self.loader: EntityLoader = entity_loader(mapper, keys, columns)
         # Server-default columns the audit row shows: (key, column, SQL rendering).
         self.defaults = tuple(
@@ -121,9 +120,9 @@ class _InsertShape:
             for attr in mapper.column_attrs
             if attr.key in keys
         }
-        columns, _ = entity_columns(mapper)
+        columns = self.columns
         new_row = insert(table).values(given).returning(*columns).cte("new_row")
-        # Label each output column by its key: the loader reads them in mapper order.
+        # In mapper order, as the loader reads them.
         stmt = select(*(new_row.c[column.name] for column in columns))
         if not audited:
             return stmt
@@ -218,7 +217,7 @@ async def insert_object(
     if context is not None:
         params["audit_actor"] = context.actor
         params["audit_reason"] = context.reason
-        params["audit_changes"] = _changes(mapper, values)
+        params["audit_changes"] = inserted_changes(mapper, values)
     connection = await session.connection(bind_arguments={"mapper": mapper})
     rows = (await connection.execute(stmt, params)).all()
     loaded = shape.loader.load(sync, rows, ())
@@ -231,16 +230,3 @@ def _session_allows(session: Session, mapper: Mapper[Any]) -> bool:
     return session_is_clean(session) and not has_flush_hooks(
         session, mapper, besides=_LIBRARY_HOOKS
     )
-
-
-def _changes(mapper: Mapper[Any], values: Mapping[str, object]) -> dict[str, Any]:
-    """The ``audit_log.changes`` of the given columns, as the flush listener writes them."""
-    changes: dict[str, Any] = {}
-    for attr in mapper.column_attrs:
-        key = attr.key
-        value = values.get(key)
-        if value is None or key in BOOKKEEPING_COLUMNS:
-            continue
-        secret = is_secret(key, attr.columns[0])
-        changes[key] = [REDACTED, REDACTED] if secret else [None, json_safe(value)]
-    return changes
