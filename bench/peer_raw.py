@@ -42,6 +42,10 @@ class RawAsyncpg(Peer):
         self.page = await self.conn.prepare(LIB_PAGE_SQL)
         self.signals = await self.conn.prepare(LIB_BY_COMPANY_SQL)
         self.top = await self.conn.prepare(TOP_SQL)
+        # The prepares leave the connection inside the implicit transaction of their last
+        # Parse, holding its tables' share locks: a write row run first (whose reset
+        # truncates) would wait on them for ever.  A simple query ends it.
+        await self.conn.execute("SELECT 1")
 
     async def close(self) -> None:
         await self.pool.close()

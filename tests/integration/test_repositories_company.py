@@ -164,3 +164,52 @@ class TestUpsertMany:
         assert caught.value.field == "market_cap_usd"
         assert await repo.count(Company.ticker.in_(["BADA", "BADB"])) == 0
         assert await repo.upsert_many([]) == 0
+
+    async def test_errors_name_the_row_as_given_across_shapes(
+        self, db_session: AsyncSession
+    ) -> None:
+        """Rows are grouped by shape to be sent; an error still names the caller's index."""
+        repo = CompanyRepository(db_session)
+        rows: list[dict[str, object]] = [
+            {"ticker": "SHXA", "name": "A"},
+            {"ticker": "SHXB", "name": "B", "employee_count": 3},
+            {"ticker": "SHXC", "name": "C"},
+            {"ticker": "SHXD", "name": "D", "employee_count": -4},
+        ]
+        with pytest.raises(ValidationError) as caught:
+            await repo.upsert_many(rows)
+        assert (caught.value.row, caught.value.field) == (3, "employee_count")
+        rows[3] = {"ticker": "SHXA", "name": "again", "employee_count": 1}
+        with pytest.raises(ValidationError) as caught:
+            await repo.upsert_many(rows)
+        assert (caught.value.row, caught.value.field) == (3, "ticker")
+        assert "row 0" in caught.value.problem
+        with pytest.raises(ValidationError) as caught:
+            await repo.upsert_many([*rows[:2], {"ticker": "SHXE", "name": "E", "id": 9}])
+        assert (caught.value.row, caught.value.field, caught.value.problem) == (
+            2,
+            "id",
+            "is read-only",
+        )
+        with pytest.raises(ValidationError) as caught:
+            await repo.upsert_many([rows[0], ["SHXF", "F"]])  # type: ignore[list-item]
+        assert (caught.value.row, caught.value.field) == (1, "rows")
+        assert await repo.count(Company.ticker.like("SHX%")) == 0
+
+    async def test_areas_and_money_as_given_types(self, db_session: AsyncSession) -> None:
+        """Tuples, floats and ints are converted as ``create`` would, column path or not."""
+        repo = CompanyRepository(db_session)
+        rows: list[dict[str, object]] = [
+            {"ticker": "ARA", "name": "A", "therapeutic_areas": ["oncology"]},
+            {"ticker": "ARB", "name": "B", "therapeutic_areas": ("neurology",)},
+        ]
+        assert await repo.upsert_many(rows) == 2
+        rows = [
+            {"ticker": "ARC", "name": "C", "market_cap_usd": Decimal("10.50")},
+            {"ticker": "ARD", "name": "D", "market_cap_usd": 2.25},
+        ]
+        assert await repo.upsert_many(rows) == 2
+        db_session.expunge_all()
+        stored = {c.ticker: c for c in await repo.list(Company.ticker.like("AR%"))}
+        assert stored["ARB"].therapeutic_areas == ["neurology"]
+        assert stored["ARD"].market_cap_usd == Decimal("2.25")

@@ -16,6 +16,7 @@ from biotech_ma_db import sampledata
 from biotech_ma_db.errors import ValidationError
 from biotech_ma_db.models import Company, Signal
 from biotech_ma_db.repositories.validation import check_json, json_text, rules_for
+from biotech_ma_db.repositories.validation.bulk import records_by_column
 
 SIGNAL_COLUMNS = ("company_id", "signal_type", "event_date", "severity", "title", "signal_data")
 ABSENT = {"severity": "medium", "signal_data": "{}"}
@@ -193,3 +194,106 @@ def test_column_checks_agree_with_row_checks(changes: list[tuple[int, str, objec
         except ValidationError as exc:
             outcomes.append((exc.row, exc.field, exc.problem))
     assert outcomes[0] == outcomes[1]
+
+
+COMPANY_COLUMNS = (
+    "ticker",
+    "name",
+    "market_cap_usd",
+    "cash_position_usd",
+    "employee_count",
+    "therapeutic_areas",
+)
+
+ODD_COMPANY_VALUES = st.sampled_from(
+    [
+        None,
+        1.25,
+        7,
+        Decimal("Infinity"),
+        Decimal("-Infinity"),
+        Decimal("sNaN"),
+        Decimal("-0.01"),
+        Decimal("1E+30"),
+        Decimal("999999999999999999.995"),
+        Decimal("0.001"),
+        "12",
+        [],
+        ["oncology", "rare_disease"],
+        ("oncology",),
+        {"oncology"},
+        ["oncology", None],
+        ["nul\x00"],
+        ["\ud800"],
+        ["x" * 10_001],
+        [1],
+        [["nested"]],
+        ["b"] * 10_001,
+    ]
+)
+
+
+def _company_rows(count: int) -> list[dict[str, Any]]:
+    spec = sampledata.DatasetSpec(companies=count, signals=0, seed=11, batch_size=count)
+    return [
+        {k: v for k, v in row.items() if k in COMPANY_COLUMNS} for row in sampledata.companies(spec)
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from(COMPANY_COLUMNS[2:]),
+            ODD_COMPANY_VALUES | st.just(_DROP),
+        ),
+        max_size=3,
+    )
+)
+def test_company_column_checks_agree_with_row_checks(
+    changes: list[tuple[int, str, object]],
+) -> None:
+    """Money, counts and text arrays: column at a time and row at a time agree."""
+    rules = rules_for(Company)
+    rows = _company_rows(6)
+    for index, name, value in changes:
+        if value is _DROP:
+            rows[index].pop(name, None)
+        else:
+            rows[index][name] = value
+    outcomes = []
+    for check in (rules.driver_records, rules._records_by_row):
+        try:
+            outcomes.append(check(rows, COMPANY_COLUMNS, {}))
+        except ValidationError as exc:
+            outcomes.append((exc.row, exc.field, exc.problem))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_batch_of_json_with_one_bad_document_names_it() -> None:
+    rows = _signal_rows(6)
+    rows[4]["signal_data"] = {"note": "nul \x00 inside"}
+    with pytest.raises(ValidationError) as caught:
+        rules_for(Signal).driver_records(rows, SIGNAL_COLUMNS, ABSENT)
+    assert (caught.value.row, caught.value.field) == (4, "signal_data")
+    assert "NUL" in caught.value.problem
+
+
+def test_clean_batches_take_the_column_path() -> None:
+    """Decimals, text arrays and JSON documents are settled without going row by row."""
+    companies = _company_rows(50)
+    assert {type(row["market_cap_usd"]) for row in companies} == {Decimal}
+    assert {type(row["therapeutic_areas"]) for row in companies} == {list}
+    spec = sampledata.DatasetSpec(companies=1, signals=50, seed=7, batch_size=50)
+    signals = next(iter(sampledata.signals(spec, list(range(1, 51)))))
+    columns = (*SIGNAL_COLUMNS, "ma_impact_score")
+    signals = [{k: v for k, v in row.items() if k in columns} for row in signals]
+    assert Decimal in {type(row.get("ma_impact_score")) for row in signals}
+    for model, rows, names, absent in (
+        (Company, companies, COMPANY_COLUMNS, {}),
+        (Signal, signals, columns, ABSENT),
+    ):
+        rules = rules_for(model)
+        records = records_by_column(rules._bulk_writable, rules.required, rows, names, absent)
+        assert records == rules._records_by_row(rows, names, absent)

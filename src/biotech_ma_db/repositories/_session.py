@@ -8,6 +8,7 @@ statements that are theirs alone.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,8 @@ from biotech_ma_db.repositories._support import ModelT, translating_errors
 __all__ = ["SessionIO"]
 
 T = TypeVar("T")
+
+_BULK_SAVEPOINT = "biotech_ma_db_bulk"
 
 
 class SessionIO(Generic[ModelT]):
@@ -76,15 +79,34 @@ class SessionIO(Generic[ModelT]):
 
         The savepoint makes a statement sent straight to the driver all-or-nothing: any
         exception in the block (a server error, or a bad row found while streaming) rolls
-        it back, and the session's transaction stays usable.  On a read-only session it
+        it back, and the session's transaction stays usable.  Pending ORM changes are
+        flushed first, as SQLAlchemy's own savepoints do.  On a read-only session it
         raises :class:`~biotech_ma_db.errors.ReadOnlyViolationError` before any SQL.
+
+        The savepoint is the driver's, not ``session.begin_nested()``: nothing in the
+        block touches ORM state, and SQLAlchemy's nested transaction costs about a
+        millisecond of client time per call; only the ``SAVEPOINT`` goes through
+        SQLAlchemy (which sends the transaction's ``BEGIN`` first when it is due).
         """
-        ensure_writable(self.session.sync_session, "a COPY or batch write")
+        session = self.session
+        ensure_writable(session.sync_session, "a COPY or batch write")
         with translating_errors():
-            async with self.session.begin_nested():
-                connection = await self.session.connection()
-                raw = await connection.get_raw_connection()
-                yield raw.driver_connection, connection.dialect
+            if session.new or session.dirty or session.deleted:
+                await session.flush()
+            connection = await session.connection()
+            await connection.exec_driver_sql(f"SAVEPOINT {_BULK_SAVEPOINT}")
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+        try:
+            with translating_errors():
+                yield driver, connection.dialect
+        except BaseException:
+            with contextlib.suppress(Exception):
+                # A connection that cannot roll back is broken: the original error says why.
+                await driver.execute(f"ROLLBACK TO SAVEPOINT {_BULK_SAVEPOINT}")
+            raise
+        with translating_errors():
+            await driver.execute(f"RELEASE SAVEPOINT {_BULK_SAVEPOINT}")
 
     async def _insert(self, values: Mapping[str, object]) -> ModelT:
         """Insert one row from validated ``values``; the new persistent object.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -40,7 +40,7 @@ from biotech_ma_db.repositories.query import (
     check_offset,
     resolve_order,
 )
-from biotech_ma_db.sa_internals import bind_processor, compile_positional
+from biotech_ma_db.sa_internals import compile_positional
 
 __all__ = ["CompanyRepository"]
 
@@ -198,21 +198,46 @@ class CompanyRepository(Repository[Company]):
         """
         if len(rows) > _MAX_UPSERT_ROWS:
             raise ValidationError("rows", f"at most {_MAX_UPSERT_ROWS} rows per call")
-        create = self.rules.create
-        cleaned = [create(row, row=index) for index, row in enumerate(rows)]
-        seen: dict[object, int] = {}
-        for index, row in enumerate(cleaned):
-            first = seen.setdefault(row["ticker"], index)
-            if first != index:
-                raise ValidationError("ticker", f"also given in row {first}", row=index)
-        if not cleaned:
+        batches = self._upsert_batches(rows)
+        if not batches:
             return 0
-        async with self._driver_in_savepoint() as (driver, dialect):
-            for columns, group in _groups(cleaned).items():
-                sql, arguments = _upsert_sql(columns, dialect)
-                await driver.executemany(sql, [arguments(row) for row in group])
+        async with self._driver_in_savepoint() as (driver, _dialect):
+            for sql, records in batches:
+                await driver.executemany(sql, records)
         # Each row inserts or updates exactly one company.
-        return len(cleaned)
+        return len(rows)
+
+    def _upsert_batches(
+        self, rows: Sequence[Mapping[str, object]]
+    ) -> builtins.list[tuple[str, builtins.list[tuple[object, ...]]]]:
+        """The upsert's statements and their driver records, every row checked.
+
+        Rows are grouped by their set of columns (one statement per shape); each group is
+        checked with the rules of :meth:`create`, a column at a time where it can be.
+        """
+        rules = self.rules
+        dialect = self.session.sync_session.get_bind().dialect
+        batches: builtins.list[tuple[str, builtins.list[tuple[object, ...]]]] = []
+        tickers: builtins.list[object] = []
+        order: builtins.list[int] = []
+        shapes = _shapes(rows)
+        for columns, indices in shapes.items():
+            if not all(name in rules.fields and rules.fields[name].writable for name in columns):
+                rules.create(rows[indices[0]], row=indices[0])  # raises, naming the field
+            group = rows if len(shapes) == 1 else [rows[index] for index in indices]
+            sql, names = _upsert_sql(columns, dialect)
+            try:
+                records = rules.driver_records(group, names, {})
+            except ValidationError as exc:
+                where = None if exc.row is None else indices[exc.row]
+                raise ValidationError(exc.field, exc.problem, row=where) from None
+            # A complete record holds the (required) ticker.
+            tickers.extend(map(operator.itemgetter(names.index("ticker")), records))
+            order.extend(indices)
+            batches.append((sql, records))
+        if len(set(tickers)) != len(tickers):
+            _refuse_repeated_tickers(sorted(zip(order, tickers, strict=True)))
+        return batches
 
     def _text(self, field: str, value: object, *, max_length: int = 10_000) -> str:
         if not isinstance(value, str):
@@ -224,42 +249,47 @@ class CompanyRepository(Repository[Company]):
         return value
 
 
-def _groups(
-    rows: Sequence[dict[str, object]],
-) -> dict[tuple[str, ...], builtins.list[dict[str, object]]]:
-    """Rows grouped by their set of columns (one statement per shape)."""
-    groups: dict[tuple[str, ...], builtins.list[dict[str, object]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
-    return groups
+def _shapes(rows: Sequence[Mapping[str, object]]) -> dict[tuple[str, ...], builtins.list[int]]:
+    """The indices of the rows, by their (sorted) set of columns: one statement each."""
+    by_keys: dict[tuple[str, ...], builtins.list[int]] = {}
+    for index, row in enumerate(rows):
+        if type(row) is not dict and not isinstance(row, Mapping):
+            raise ValidationError("rows", "expected a mapping", row=index)
+        # The keys as given (no sort per row); the same columns in another order merge below.
+        keys = tuple(row)
+        indices = by_keys.get(keys)
+        if indices is None:
+            by_keys[keys] = [index]
+        else:
+            indices.append(index)
+    shapes: dict[tuple[str, ...], builtins.list[int]] = {}
+    for keys, indices in by_keys.items():
+        columns = tuple(sorted(keys))
+        if columns in shapes:
+            shapes[columns] = sorted(shapes[columns] + indices)
+        else:
+            shapes[columns] = indices
+    return shapes
+
+
+def _refuse_repeated_tickers(rows: Iterable[tuple[int, object]]) -> None:
+    """Raise for the first row, in the caller's order, whose ticker an earlier row gave."""
+    seen: dict[object, int] = {}
+    for index, ticker in rows:
+        first = seen.setdefault(ticker, index)
+        if first != index:
+            raise ValidationError("ticker", f"also given in row {first}", row=index)
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert_sql(
-    columns: tuple[str, ...], dialect: Dialect
-) -> tuple[str, Callable[[dict[str, object]], tuple[object, ...]]]:
-    """The upsert's SQL for ``dialect`` and a function from a cleaned row to its arguments.
+def _upsert_sql(columns: tuple[str, ...], dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """The upsert's SQL for ``dialect``, and the row columns of its parameters in order.
 
-    Every parameter is a column of the row.  Bind processors are applied where
-    SQLAlchemy has one that does more than copy a list (validation returns lists).
+    Every parameter is a column of the row, sent as the driver value the validation
+    gives (what COPY takes too), so no bind processor applies.
     """
     statement = compile_positional(_upsert_statement(columns), dialect)
-    names = tuple(name for name, _ in statement.params)
-    processors = {
-        name: processor
-        for name, bind in statement.params
-        if (processor := bind_processor(bind.type, dialect, copy_lists=False)) is not None
-    }
-    getter = operator.itemgetter(*names)
-    if not processors:
-        return statement.sql, getter
-
-    def arguments(row: dict[str, object]) -> tuple[object, ...]:
-        return tuple(
-            processors[name](row[name]) if name in processors else row[name] for name in names
-        )
-
-    return statement.sql, arguments
+    return statement.sql, tuple(name for name, _ in statement.params)
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,7 +13,7 @@ from typing import Final
 
 from biotech_ma_db.repositories.validation.problems import Invalid, encodable
 
-__all__ = ["MAX_JSON_SIZE", "json_text"]
+__all__ = ["MAX_JSON_SIZE", "json_text", "json_texts"]
 
 MAX_JSON_SIZE: Final = 1_000_000
 """Largest JSONB value accepted, in characters of compact JSON text."""
@@ -72,3 +72,25 @@ def json_text(value: object) -> str:
     if not text.isascii() and not encodable(text):
         raise Invalid("holds text that is not valid Unicode (lone surrogate)")
     return text
+
+
+def json_texts(values: list[object]) -> list[str]:
+    """Each of ``values`` as :func:`json_text` would give it, the text checks run once.
+
+    Raises:
+        Invalid: If any value would be refused, without saying which (the caller then
+            checks them one by one).
+    """
+    try:
+        texts = [_encode_json(value) for value in values]
+    except (TypeError, ValueError, RecursionError):
+        raise Invalid("is not JSON") from None
+    # Each text ends in a closing bracket or quote, so joining makes no new escape.
+    joined = "".join(texts)
+    if (
+        max(map(len, texts), default=0) > MAX_JSON_SIZE
+        or "\\u0000" in joined
+        or (not joined.isascii() and not encodable(joined))
+    ):
+        raise Invalid("holds a value jsonb refuses")
+    return texts

@@ -36,7 +36,7 @@ from biotech_ma_db.repositories.validation.constraints import Limits
 from biotech_ma_db.repositories.validation.jsontext import json_text
 from biotech_ma_db.repositories.validation.problems import Check, Invalid, encodable, show
 
-__all__ = ["MAX_ARRAY_LENGTH", "MAX_TEXT_LENGTH", "column_check"]
+__all__ = ["MAX_ARRAY_LENGTH", "MAX_TEXT_LENGTH", "array_item_check", "column_check"]
 
 MAX_TEXT_LENGTH: Final = 10_000
 """Longest text accepted in a ``Text`` column without a length of its own."""
@@ -60,6 +60,11 @@ def column_check(column: Column[object], limits: Limits, *, driver: bool) -> Che
     if column.foreign_keys and limits.minimum is None:
         limits.minimum, limits.min_inclusive = Decimal(0), False
     return _type_check(column.type, column.name, limits, driver=driver)
+
+
+def array_item_check(item_type: TypeEngine[object]) -> Check:
+    """The driver check of one element of an array column whose elements are ``item_type``."""
+    return _type_check(item_type, "", Limits(), driver=True)
 
 
 def _type_check(
