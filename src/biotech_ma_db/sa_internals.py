@@ -98,6 +98,7 @@ __all__ = [
     "ProcessorAt",
     "TypedReturnsRows",
     "await_driver",
+    "begin_on_driver",
     "bind_processor",
     "checkout_without_io",
     "compile_positional",
@@ -435,6 +436,18 @@ def await_driver(
         return await_(call(dbapi_connection.driver_connection))
     except Exception as error:  # noqa: BLE001 — the adapter re-raises it as its DBAPI error
         dbapi_connection._handle_exception(error)
+
+
+async def begin_on_driver(dbapi_connection: Any) -> None:
+    """Send now the ``BEGIN`` that the asyncpg adapter defers to its first statement.
+
+    For statements sent on the asyncpg connection itself that must run in the session's
+    transaction.  Nothing is sent if the transaction is open (or the adapter autocommits).
+    """
+    if dbapi_connection._transaction is None:
+        async with dbapi_connection._execute_mutex:
+            if dbapi_connection._transaction is None:
+                await dbapi_connection._start_transaction()
 
 
 def replace_ping(dialect: Dialect, ping: Callable[[AsyncAdaptedConnection], bool]) -> None:

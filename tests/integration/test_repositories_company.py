@@ -196,6 +196,16 @@ class TestUpsertMany:
         assert (caught.value.row, caught.value.field) == (1, "rows")
         assert await repo.count(Company.ticker.like("SHX%")) == 0
 
+    async def test_pending_objects_are_flushed_first(self, db_session: AsyncSession) -> None:
+        """The upsert sees a company added but not yet flushed, and updates it."""
+        repo = CompanyRepository(db_session)
+        pending = Company(ticker="PEND", name="Pending")
+        db_session.add(pending)
+        assert await repo.upsert_many([{"ticker": "PEND", "name": "Upserted"}]) == 1
+        await db_session.refresh(pending)
+        assert (pending.name, pending.version) == ("Upserted", 2)
+        assert await repo.count(Company.ticker == "PEND") == 1
+
     async def test_areas_and_money_as_given_types(self, db_session: AsyncSession) -> None:
         """Tuples, floats and ints are converted as ``create`` would, column path or not."""
         repo = CompanyRepository(db_session)

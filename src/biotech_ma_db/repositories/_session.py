@@ -22,6 +22,7 @@ from biotech_ma_db.engine.read_only import ensure_writable
 from biotech_ma_db.repositories._fast import FastQuery, RowT, fetch_objects, fetch_rows
 from biotech_ma_db.repositories._fast_insert import insert_object
 from biotech_ma_db.repositories._support import ModelT, translating_errors
+from biotech_ma_db.sa_internals import begin_on_driver
 
 __all__ = ["SessionIO"]
 
@@ -85,8 +86,7 @@ class SessionIO(Generic[ModelT]):
 
         The savepoint is the driver's, not ``session.begin_nested()``: nothing in the
         block touches ORM state, and SQLAlchemy's nested transaction costs about a
-        millisecond of client time per call; only the ``SAVEPOINT`` goes through
-        SQLAlchemy (which sends the transaction's ``BEGIN`` first when it is due).
+        millisecond of client time per call (its statements are prepared first).
         """
         session = self.session
         ensure_writable(session.sync_session, "a COPY or batch write")
@@ -94,9 +94,10 @@ class SessionIO(Generic[ModelT]):
             if session.new or session.dirty or session.deleted:
                 await session.flush()
             connection = await session.connection()
-            await connection.exec_driver_sql(f"SAVEPOINT {_BULK_SAVEPOINT}")
             raw = await connection.get_raw_connection()
+            await begin_on_driver(raw.dbapi_connection)
             driver: Any = raw.driver_connection
+            await driver.execute(f"SAVEPOINT {_BULK_SAVEPOINT}")
         try:
             with translating_errors():
                 yield driver, connection.dialect

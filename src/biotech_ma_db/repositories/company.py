@@ -300,8 +300,11 @@ def _upsert_statement(columns: tuple[str, ...]) -> Insert:
     is a plain executemany rather than an ORM bulk operation.
     """
     table = _TABLE
-    stmt = insert(table).values(
-        {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    # inline(): no RETURNING of the new id, which executemany would fetch and drop per row.
+    stmt = (
+        insert(table)
+        .inline()
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
     )
     updates: dict[str, Any] = {name: stmt.excluded[name] for name in columns if name != "ticker"}
     updates["updated_at"] = func.now()

@@ -157,7 +157,7 @@ def _bulk_lookup(plain: dict[str, str], values: list[object]) -> list[object]:
 
 
 def _bulk_json(values: list[object]) -> list[object]:
-    if {type(v) for v in values} != {dict}:
+    if set(map(type, values)) != {dict}:
         raise RowByRow
     try:
         return json_texts(values)  # type: ignore[return-value]  # list invariance
@@ -166,7 +166,7 @@ def _bulk_json(values: list[object]) -> list[object]:
 
 
 def _bulk_datetime(values: list[object]) -> list[object]:
-    if {type(v) for v in values} != {dt.datetime}:
+    if set(map(type, values)) != {dt.datetime}:
         raise RowByRow
     if None in [v.utcoffset() for v in values]:  # type: ignore[attr-defined]  # datetimes
         raise RowByRow  # naive ones are made UTC row by row
@@ -174,13 +174,13 @@ def _bulk_datetime(values: list[object]) -> list[object]:
 
 
 def _bulk_exact_type(kind: type, values: list[object]) -> list[object]:
-    if {type(v) for v in values} != {kind}:
+    if set(map(type, values)) != {kind}:
         raise RowByRow
     return values
 
 
 def _bulk_int(row_check: Check, values: list[object]) -> list[object]:
-    if {type(v) for v in values} != {int}:
+    if set(map(type, values)) != {int}:
         raise RowByRow
     try:
         # Range and CHECK bounds are intervals: the extremes decide for all.
@@ -192,7 +192,7 @@ def _bulk_int(row_check: Check, values: list[object]) -> list[object]:
 
 
 def _bulk_decimal(row_check: Check, values: list[object]) -> list[object]:
-    if {type(v) for v in values} != {Decimal}:
+    if set(map(type, values)) != {Decimal}:
         raise RowByRow  # floats and ints become Decimal row by row
     try:
         # NaN does not compare (InvalidOperation); the bounds, the precision's ceiling
@@ -208,7 +208,7 @@ def _bulk_array(
     item_bulk: BulkCheck, allowed: frozenset[str] | None, values: list[object]
 ) -> list[object]:
     """Lists whose elements, all of them at once, pass the element type's bulk check."""
-    if {type(v) for v in values} != {list}:
+    if set(map(type, values)) != {list}:
         raise RowByRow  # tuples and sets become lists row by row
     arrays: list[list[object]] = values  # type: ignore[assignment]  # all lists, checked above
     if max(map(len, arrays)) > MAX_ARRAY_LENGTH:
@@ -226,7 +226,7 @@ def _bulk_array(
 def _bulk_text(
     row_check: Check, pattern: re.Pattern[str] | None, values: list[object]
 ) -> list[object]:
-    if {type(v) for v in values} != {str}:
+    if set(map(type, values)) != {str}:
         raise RowByRow
     texts: list[str] = values  # type: ignore[assignment]  # all str, checked above
     joined = "".join(texts)
@@ -236,7 +236,7 @@ def _bulk_text(
         row_check(max(texts, key=len))
     except Invalid:
         raise RowByRow from None
-    if pattern is not None and not all(pattern.search(text) for text in texts):
+    if pattern is not None and not all(map(pattern.search, texts)):
         raise RowByRow
     return values
 
