@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -24,25 +22,10 @@ from biotech_ma_db.models import AuditLogEntry
 from biotech_ma_db.repositories import _session
 from biotech_ma_db.testing.factories import make_company
 from biotech_ma_db.unit_of_work import UnitOfWork
+from tests.sent_statements import Sent, SentStatements, driver_of
 
 DAY = dt.date(2025, 6, 30)
 _VOLATILE = frozenset({"id", "created_at", "updated_at", "company_id", "score_date"})
-
-
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    """The SQL sent on ``db``'s engine while the block runs."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def _decline(*_: object) -> None:
@@ -56,16 +39,17 @@ def _columns(obj: Any) -> dict[str, object]:
 
 async def _create_and_read_back(
     db: Database, day: dt.date, **values: object
-) -> tuple[dict[str, object], dict[str, object], list[str]]:
+) -> tuple[dict[str, object], dict[str, object], list[Sent]]:
     """Create a score in a unit with actor and reason; its columns, its audit row, the SQL."""
     async with db.unit_of_work(actor="analyst-7", reason="weekly run") as uow:
         company = await make_company(uow)
         await uow.commit()
     async with db.unit_of_work(actor="analyst-7", reason="weekly run") as uow:
-        with _statements(db) as sent:
+        async with SentStatements(db.engine) as recorder:
             score = await uow.scores.create(
                 company_id=company.id, total_score=Decimal("61.5"), score_date=day, **values
             )
+        sent = recorder.sent
         created = _columns(score)
         assert inspect(score).persistent
         assert score in uow.session
@@ -109,9 +93,11 @@ class TestSameAsOrm:
         # Server defaults the ORM fetched back appear in both: risk_factors was not given.
         assert fast_audit["changes"]["risk_factors"] == [None, []]
         assert fast_audit["changes"]["total_score"] == [None, "61.5"]
-        inserts = [s for s in fast_sql if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+        inserts = [s for s in fast_sql if s.sql.lstrip().upper().startswith(("INSERT", "WITH"))]
         assert len(inserts) == 1, fast_sql  # the row and its audit entry in one statement
-        assert len([s for s in orm_sql if s.lstrip().upper().startswith("INSERT")]) == 2
+        assert inserts[0].via == "driver"  # compiled once, sent to asyncpg directly
+        orm_inserts = [s for s in orm_sql if s.sql.lstrip().upper().startswith("INSERT")]
+        assert [s.via for s in orm_inserts] == ["cursor", "cursor"]
 
     async def test_without_audit_context_no_audit_row(self, fresh_database: Database) -> None:
         async with fresh_database.session() as session:
@@ -128,6 +114,33 @@ class TestSameAsOrm:
                 text("SELECT count(*) FROM audit_log WHERE table_name = 'ma_scores'")
             )
         assert count == 0
+
+    async def test_behind_pgbouncer_the_same_statement_goes_through_sqlalchemy(
+        self, fresh_database: Database
+    ) -> None:
+        url = fresh_database.engine.url.render_as_string(hide_password=False)
+        async with Database.from_url(url, pgbouncer=True, pool_size=1) as db:
+            async with db.unit_of_work(actor="analyst-7") as uow:
+                company = await make_company(uow)
+                await uow.commit()
+            async with db.unit_of_work(actor="analyst-7") as uow:
+                async with SentStatements(db.engine) as recorder:
+                    score = await uow.scores.create(
+                        company_id=company.id, total_score=Decimal("61.5"), score_date=DAY
+                    )
+                await uow.commit()
+            async with db.session() as session:
+                stored = _columns(await session.get_one(MAScore, score.id))
+                audits = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM audit_log WHERE table_name = 'ma_scores' "
+                        f"AND row_id = {score.id}"
+                    )
+                )
+        assert stored == _columns(score)
+        assert audits == 1
+        (insert,) = [s for s in recorder.sent if s.sql.lstrip().upper().startswith("WITH")]
+        assert insert.via == "cursor"  # named prepared statements do not survive the pooler
 
 
 class TestErrors:
@@ -152,15 +165,20 @@ class TestErrors:
     async def test_bad_value_before_any_sql(self, fresh_database: Database) -> None:
         async with fresh_database.unit_of_work() as uow:
             company = await make_company(uow)
-            with _statements(fresh_database) as sent, pytest.raises(ValidationError):
-                await uow.scores.create(company_id=company.id, total_score=101)
-        assert sent == []
+            held = await driver_of(uow.session)
+            async with SentStatements(fresh_database.engine, connections=(held,)) as recorder:
+                with pytest.raises(ValidationError):
+                    await uow.scores.create(company_id=company.id, total_score=101)
+                await uow.session.execute(select(1))  # ... which the recorder would see
+        assert recorder.sql == ["SELECT 1"]
 
     async def test_read_only_refuses_before_any_sql(self, database: Database) -> None:
         async with database.unit_of_work(read_only=True) as uow:
-            with _statements(database) as sent, pytest.raises(ReadOnlyViolationError):
-                await uow.scores.create(company_id=1, total_score=50, score_date=DAY)
-        assert not [s for s in sent if "INSERT" in s.upper()]
+            held = await driver_of(uow.session)
+            async with SentStatements(database.engine, connections=(held,)) as recorder:
+                with pytest.raises(ReadOnlyViolationError):
+                    await uow.scores.create(company_id=1, total_score=50, score_date=DAY)
+        assert not [s for s in recorder.sql if "INSERT" in s.upper()]
 
 
 class TestDeclines:

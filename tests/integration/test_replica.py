@@ -14,14 +14,13 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
-from sqlalchemy import event, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +34,7 @@ from biotech_ma_db import (
     ValidationError,
 )
 from biotech_ma_db.testing import databases, replica
+from tests.sent_statements import SentStatements, driver_of
 
 _POOL = {"pool_size": 2, "max_overflow": 2, "pool_timeout": 10.0}
 _BOUND_S = 30.0  # every poll below gives up after this long
@@ -67,22 +67,13 @@ async def _admin(url: str, sql: str) -> object:
         await conn.close()
 
 
-@contextmanager
-def _sent(db: Database) -> Iterator[list[str]]:
-    """The statements ``db`` sends to any of its servers (primary or replica) in the block."""
-    sent: list[str] = []
+def _sent(db: Database, *held: object) -> SentStatements:
+    """The statements ``db`` sends to any of its servers (primary or replica) in the block.
 
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        sent.append(statement)
-
-    engines = [db.engine.sync_engine, *(r.engine.sync_engine for r in db.router.replicas)]
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
+    ``held``: asyncpg connections already checked out (see :func:`driver_of`).
+    """
+    engines = [db.engine, *(replica.engine for replica in db.router.replicas)]
+    return SentStatements(*engines, connections=held)
 
 
 async def _poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -356,14 +347,16 @@ class TestReadOnlyWrites:
     ) -> None:
         async with db.unit_of_work(read_only=True, actor="test") as uow:
             await uow.companies.count()  # the transaction has begun: only the write is left
-            with _sent(db) as sent, pytest.raises(ReadOnlyViolationError) as caught:
-                await write(uow)
+            held = await driver_of(uow.session)
+            async with _sent(db, held) as recorder:
+                with pytest.raises(ReadOnlyViolationError) as caught:
+                    await write(uow)
             assert caught.value.sqlstate == "25006"
-            assert sent == []  # refused before any SQL
+            assert recorder.sent == []  # refused before any SQL
             uow.session.expunge_all()  # drop the refused objects, if any
-            with _sent(db) as control:
+            async with _sent(db, held) as control:
                 await uow.session.execute(text("SELECT 1"))
-            assert control  # ... which this recorder would have seen
+            assert control.sent  # ... which this recorder would have seen
         assert await _company_count(db, ticker) == 0
 
     async def test_orm_flush(self, reader: Database) -> None:
@@ -422,9 +415,10 @@ class TestReadOnlyWrites:
     async def test_read_only_session_refuses_before_any_sql(self, reader: Database) -> None:
         async with reader.session(read_only=True) as session:
             session.add(Company(ticker="RO07", name="Refused"))
-            with _sent(reader) as sent, pytest.raises(ReadOnlyViolationError):
-                await session.flush()
-            assert sent == []
+            async with _sent(reader) as recorder:
+                with pytest.raises(ReadOnlyViolationError):
+                    await session.flush()
+            assert recorder.sent == []
             session.expunge_all()
         assert await _company_count(reader, "RO07") == 0
 

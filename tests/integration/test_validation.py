@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from biotech_ma_db import (
@@ -28,6 +26,7 @@ from biotech_ma_db import (
 )
 from biotech_ma_db.models.company import TICKER_PATTERN
 from biotech_ma_db.testing.factories import make_company
+from tests.sent_statements import SentStatements, driver_of
 
 FUZZ = settings(
     max_examples=60,
@@ -265,21 +264,18 @@ class TestNothingIsSent:
     async def test_no_sql_and_still_usable(
         self, database: Database, db_session: AsyncSession
     ) -> None:
-        statements: list[str] = []
-
-        def record(*args: object) -> None:
-            statements.append(str(args[2]))
-
         repo = CompanyRepository(db_session)
         await repo.count()
-        with _listening(database, record):
+        held = await driver_of(db_session)
+        async with SentStatements(database.engine, connections=(held,)) as recorder:
             with pytest.raises(ValidationError):
                 await repo.create(ticker="OK", name="bad\x00name")
             with pytest.raises(ValidationError):
                 await SignalRepository(db_session).bulk_ingest([{"title": 1}])
-            assert statements == []
-            await repo.count()  # the listener does see statements
-            assert len(statements) == 1
+            await recorder.settle()
+            assert recorder.sent == []
+            await repo.count()  # the recorder does see statements
+        assert len(recorder.sent) == 1
         company = await repo.create(ticker="AFTER", name="Still usable")
         assert company.id > 0
 
@@ -288,13 +284,3 @@ class TestNothingIsSent:
             await CompanyRepository(db_session).create(ticker="lower", name="x")
         assert str(caught.value).startswith("invalid ticker:")
         assert isinstance(caught.value, ValueError)
-
-
-@contextmanager
-def _listening(database: Database, listener: Any) -> Iterator[None]:
-    engine = database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        yield
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from biotech_ma_db import Database, UnitOfWork
 from biotech_ma_db.repositories import api_key as api_key_module
@@ -20,6 +19,7 @@ from biotech_ma_db.repositories.api_key import (
     API_KEY_PREFIX_LENGTH,
     hash_api_key,
 )
+from tests.sent_statements import SentStatements
 
 from .conftest import Figure, Secured, new_tenant
 
@@ -34,24 +34,6 @@ class _HmacSpy:
         self.compare_digest = compare
 
 
-class _Parameters:
-    """Every bound parameter sent by one engine while active."""
-
-    def __init__(self, db: Database) -> None:
-        self.engine = db.engine.sync_engine
-        self.seen: list[str] = []
-
-    def _record(self, *args: Any) -> None:
-        self.seen.append(repr(args[3]))
-
-    def __enter__(self) -> _Parameters:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
-
-
 def _windows(secret_part: str, size: int = WINDOW) -> Iterator[str]:
     return (secret_part[i : i + size] for i in range(len(secret_part) - size + 1))
 
@@ -62,7 +44,8 @@ class TestStorage:
     async def test_several_keys_digests_only_never_a_parameter(
         self, rw_db: Database, secured: Secured, figure: Figure
     ) -> None:
-        with _Parameters(rw_db) as parameters:
+        # Parameters sent either way: SQLAlchemy's cursor, or asyncpg directly (fast paths).
+        async with SentStatements(rw_db.engine) as recorder:
             tenant = await new_tenant(rw_db, "Key holder")
             keys = [tenant.api_key]
             async with rw_db.unit_of_work(client_id=tenant.client_id) as uow:
@@ -105,12 +88,13 @@ class TestStorage:
         assert {(row["key_prefix"], row["last4"]) for row in rows} == {
             (key[:API_KEY_PREFIX_LENGTH], key[-4:]) for key in keys
         }
-        in_parameters = sum(key in sent for key in keys for sent in parameters.seen)
+        parameter_sets = [repr(sent.params) for sent in recorder.sent]
+        in_parameters = sum(key in sent for key in keys for sent in parameter_sets)
         assert in_parameters == 0
         figure(
             f"{len(keys)} active keys for one client: 0 substrings (>= {WINDOW} chars) of any "
             f"key in {len(stored)} stored values; 0 plaintext keys in "
-            f"{len(parameters.seen)} SQL parameter sets"
+            f"{len(parameter_sets)} SQL parameter sets"
         )
 
 

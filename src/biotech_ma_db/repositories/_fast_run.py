@@ -5,6 +5,10 @@ that has not begun one borrows a pooled connection for its first read (no ``BEGI
 gives it straight back; the checkout skips the pre-ping, and a connection found dead is
 replaced once.  A failure that leaves a connection unusable invalidates it, as SQLAlchemy
 would.  See :mod:`biotech_ma_db.repositories._fast` for when this path runs at all.
+
+:func:`fetch_written` runs a statement that writes (the fast insert's ``INSERT ...
+RETURNING``) the same way, always in the session's transaction: the ``BEGIN`` the
+adapter defers is sent first.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from biotech_ma_db.engine.statement_hook import STATEMENT_HOOK_OPTION
 from biotech_ma_db.engine.transactions import TRANSACTION_INFO_KEY, TransactionSettings
 from biotech_ma_db.errors import translate_error
 from biotech_ma_db.repositories._fast_shapes import Compiled, FastQuery
-from biotech_ma_db.sa_internals import checkout_without_io, run_sync_in_greenlet
+from biotech_ma_db.sa_internals import begin_on_driver, checkout_without_io, run_sync_in_greenlet
 
-__all__ = ["Ran", "fetch"]
+__all__ = ["Ran", "fetch", "fetch_written"]
 
 slow_query_logger = logging.getLogger("biotech_ma_db.slow_query")
 
@@ -62,6 +66,28 @@ async def fetch(
         if engine is not None:
             return await _run_borrowed(engine, query, values)
         return await _run_in_session(session, sync, query, values)
+    except BaseException as exc:
+        translated = translate_error(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+async def fetch_written(
+    session: AsyncSession, sync: Session, query: FastQuery, values: Mapping[str, object]
+) -> Ran | None:
+    """Run the writing ``query`` in the session's transaction; ``None`` when it cannot.
+
+    The caller has checked that the session may write.  ``None`` (nothing was sent) when
+    the session's connection is invalidated or the engine sends no statements to the
+    driver itself (behind pgbouncer): the caller runs its statement through SQLAlchemy.
+
+    Raises:
+        DatabaseError: The library's typed errors, as on the ORM path.
+    """
+    try:
+        conn = await _connection(session, sync, query.mapper)
+        return await _run_on_session_connection(conn, query, values, begin=True)
     except BaseException as exc:
         translated = translate_error(exc)
         if translated is exc:
@@ -156,19 +182,20 @@ def _may_defer_ping(session: Session, mapper: Mapper[Any]) -> bool:
 
 
 async def _run_on_session_connection(
-    conn: AsyncConnection, query: FastQuery, values: Mapping[str, object]
+    conn: AsyncConnection, query: FastQuery, values: Mapping[str, object], *, begin: bool = False
 ) -> Ran | None:
+    """Run on the session's connection, after sending the deferred ``BEGIN`` if ``begin``."""
     sync_conn = conn.sync_connection
     if sync_conn is None or sync_conn.invalidated:
         return None
+    options = sync_conn.get_execution_options()
+    fairy = sync_conn.connection
     try:
-        return await _run(
-            query,
-            values,
-            sync_conn.connection,
-            sync_conn.dialect,
-            sync_conn.get_execution_options(),
-        )
+        if begin:
+            if not options.get(FAST_READS_OPTION, True):
+                return None
+            await begin_on_driver(fairy.dbapi_connection)
+        return await _run(query, values, fairy, sync_conn.dialect, options)
     except BaseException as exc:
         if _breaks_connection(exc):
             await conn.invalidate()  # as SQLAlchemy does on a disconnect
@@ -233,7 +260,8 @@ async def _connection(session: AsyncSession, sync: Session, mapper: Mapper[Any])
     """The session's connection for ``mapper``, remembered for the current transaction.
 
     ``AsyncSession.connection()`` costs a greenlet switch per call; within one transaction
-    its answer does not change.
+    its answer for a mapper does not change.  A unit of work reads and writes several
+    models in one transaction, so the answers are kept per mapper.
     """
     transaction = sync.get_transaction()
     cached = sync.info.get(_CONNECTION_KEY)
@@ -241,13 +269,19 @@ async def _connection(session: AsyncSession, sync: Session, mapper: Mapper[Any])
         cached is not None
         and transaction is not None
         and cached[0] is transaction
-        and cached[1] is mapper
         and transaction.is_active
+        and (found := cached[1].get(mapper)) is not None
     ):
-        connection: AsyncConnection = cached[2]
+        connection: AsyncConnection = found
         return connection
     connection = await session.connection(bind_arguments={"mapper": mapper})
-    sync.info[_CONNECTION_KEY] = (sync.get_transaction(), mapper, connection)
+    transaction = sync.get_transaction()
+    if cached is None or cached[0] is not transaction:
+        by_mapper: dict[Mapper[Any], AsyncConnection] = {}
+        sync.info[_CONNECTION_KEY] = (transaction, by_mapper)
+    else:
+        by_mapper = cached[1]
+    by_mapper[mapper] = connection
     return connection
 
 
